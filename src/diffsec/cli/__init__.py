@@ -1,0 +1,1 @@
+"""Stage CLIs. Each module here defines `register(subparsers)`; main.py discovers them."""

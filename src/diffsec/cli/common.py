@@ -1,0 +1,41 @@
+"""Flags every stage shares, and the setup they imply."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    g.add_argument("--threads", type=int, default=0, help="torch CPU threads, 0 = library default")
+
+
+def setup(args: argparse.Namespace):
+    """Seed everything, set threads, return the chosen torch device."""
+    from diffsec.device import pick_device, seed_everything
+
+    seed_everything(args.seed, args.threads or None)
+    return pick_device(args.device)
+
+
+def params_of(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The resolved parameters of a run, for its manifest (paths and callables left out)."""
+    out = {}
+    for k, v in vars(args).items():
+        if k in ("func", "stage", *skip) or callable(v):
+            continue
+        out[k] = v if isinstance(v, (int, float, str, bool, type(None), list)) else str(v)
+    json.dumps(out)
+    return out
+
+
+def json_arg(text: str) -> Any:
+    """argparse type for a JSON value (lists of channels, dicts of options)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({e.msg})") from None
