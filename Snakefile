@@ -1,0 +1,39 @@
+# diffsec: one DAG reproducing five papers on the security of diffusion models.
+# Run: snakemake --cores 2 [target]    (profile workflow/profiles/default is picked up automatically)
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The embedded default profile, found beside this file even when --directory points elsewhere;
+# --configfile / --config values are merged on top of it.
+configfile: Path(workflow.basedir) / "config.yaml"
+
+
+# Validate before any job runs: a bad value ends here with one line naming the key.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from diffsec.config import validate_config
+from diffsec.errors import DiffsecError
+
+try:
+    validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+except DiffsecError as e:
+    print(e, file=sys.stderr)
+    sys.exit(1)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/tables/worlds.csv",
+        "results/data/dreambooth",

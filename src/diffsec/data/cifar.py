@@ -1,0 +1,137 @@
+"""CIFAR-10 from either packaging of the source archive.
+
+The mirror holds a JPEG re-encoding (`cifar10-jpeg/{train,test}/<class>/<n>.jpg`), the
+canonical download is the binary version (`cifar-10-batches-bin/*.bin`, records of one
+label byte + 3072 bytes CHW). Both are read in one streaming pass over the tar.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tarfile
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from diffsec.data import stratified_subset
+from diffsec.errors import DiffsecError
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+           "dog", "frog", "horse", "ship", "truck")
+
+_JPEG = re.compile(r"(?:^|/)(train|test)/([a-z]+)/([^/]+)\.jpe?g$")
+_BIN = re.compile(r"(?:^|/)(data_batch_[1-5]|test_batch)\.bin$")
+_RECORD = 1 + 3 * 32 * 32
+
+
+def _decode(item: bytes | np.ndarray) -> np.ndarray:
+    """A JPEG member's bytes -> uint8 HWC RGB; binary records arrive already decoded."""
+    if isinstance(item, np.ndarray):
+        return item
+    from PIL import Image
+
+    with Image.open(io.BytesIO(item)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _decode_bin(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One binary batch -> (labels int64, images uint8 NHWC)."""
+    if len(data) % _RECORD:
+        raise DiffsecError(f"CIFAR-10 batch {name} is {len(data)} bytes, not a multiple of {_RECORD}")
+    rec = np.frombuffer(data, np.uint8).reshape(-1, _RECORD)
+    images = rec[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return rec[:, 0].astype(np.int64), np.ascontiguousarray(images)
+
+
+def _scan(archive: str | os.PathLike) -> dict[str, tuple[np.ndarray, list | np.ndarray]]:
+    """{split: (labels, items)} in a fixed order, without decoding any JPEG yet.
+
+    JPEG members are ordered by (label, file name), binary records by batch then position,
+    so the result does not depend on the order of members inside the tar.
+    """
+    jpegs: dict[str, list[tuple[int, str, bytes]]] = {"train": [], "test": []}
+    batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    try:
+        # "r|*": one sequential pass, any compression; seeking back in a .gz would re-inflate it.
+        with tarfile.open(archive, "r|*") as tf:
+            for m in tqdm(tf, desc="cifar10: read archive", unit=" files", mininterval=1.0):
+                if not m.isfile():
+                    continue
+                if hit := _JPEG.search(m.name):
+                    split, cls, stem = hit.groups()
+                    if cls not in CLASSES:
+                        raise DiffsecError(f"{archive}: unknown CIFAR-10 class folder {cls!r}")
+                    jpegs[split].append((CLASSES.index(cls), stem, tf.extractfile(m).read()))
+                elif hit := _BIN.search(m.name):
+                    batches[hit.group(1)] = _decode_bin(tf.extractfile(m).read(), m.name)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DiffsecError(f"{archive}: not a readable tar archive ({e})") from None
+
+    if batches:
+        train = [batches[k] for k in sorted(batches) if k.startswith("data_batch")]
+        if not train or "test_batch" not in batches:
+            raise DiffsecError(f"{archive}: binary CIFAR-10 needs data_batch_*.bin and test_batch.bin")
+        return {"train": (np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train])),
+                "test": batches["test_batch"]}
+    if not jpegs["train"] or not jpegs["test"]:
+        raise DiffsecError(f"{archive}: neither the JPEG layout (train|test/<class>/*.jpg) nor "
+                           "the binary layout (data_batch_*.bin) of CIFAR-10")
+    out = {}
+    for split, items in jpegs.items():
+        items.sort(key=lambda t: (t[0], t[1]))
+        out[split] = (np.array([t[0] for t in items], np.int64), [t[2] for t in items])
+    return out
+
+
+def read_cifar10(archive: str | os.PathLike, subset: Callable[[str, np.ndarray], np.ndarray] | None = None
+                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{'train': (images uint8 NHWC, labels int64), 'test': (...)}.
+
+    `subset(split, labels) -> indices` picks the rows to keep before decoding, which is the
+    slow part (60,000 JPEGs), so small subsets cost little more than reading the tar.
+    """
+    out = {}
+    for split, (labels, items) in _scan(archive).items():
+        idx = subset(split, labels) if subset else np.arange(len(labels))
+        images = [_decode(items[i]) for i in tqdm(idx, desc=f"cifar10: decode {split}", mininterval=1.0)]
+        out[split] = (np.stack(images) if images else np.zeros((0, 32, 32, 3), np.uint8), labels[idx])
+    return out
+
+
+def resize(images: np.ndarray, resolution: int) -> np.ndarray:
+    """Square-resize uint8 NHWC images with PIL bicubic (antialiased when shrinking)."""
+    if images.shape[1:3] == (resolution, resolution):
+        return images
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(im).resize((resolution, resolution), Image.BICUBIC))
+                     for im in tqdm(images, desc=f"resize to {resolution}", mininterval=1.0)])
+
+
+def prepare_cifar10(archive: str | os.PathLike, resolution: int, sizes: dict[str, int],
+                    seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Seeded class-stratified subsets of each split (size <= 0: all), resized."""
+    splits = ("train", "test")
+
+    def subset(split: str, labels: np.ndarray) -> np.ndarray:
+        # A distinct stream per split, so changing one split's size leaves the other alone.
+        return stratified_subset(labels, sizes.get(split, 0), seed + 1000 * splits.index(split))
+
+    data = read_cifar10(archive, subset)
+    return {split: (resize(data[split][0], resolution), data[split][1]) for split in splits}
+
+
+def class_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 10) -> np.ndarray:
+    """One row per class with its first `per_class` images (blank where a class has fewer)."""
+    from diffsec.imageset import grid
+
+    h, w, c = images.shape[1:]
+    rows = []
+    for k in range(len(CLASSES)):
+        pick = images[labels == k][:per_class]
+        pad = np.full((per_class - len(pick), h, w, c), 255, np.uint8)
+        rows.append(np.concatenate([pick, pad]))
+    return grid(np.concatenate(rows), nrow=per_class)

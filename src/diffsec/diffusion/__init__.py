@@ -1,0 +1,1 @@
+"""Diffusion schedules, sampling from any initial noise, inversion."""

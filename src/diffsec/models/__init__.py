@@ -1,0 +1,1 @@
+"""World models: tiny builders trained in the DAG and real loaders behind one name."""

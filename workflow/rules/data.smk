@@ -1,0 +1,85 @@
+# Checksummed sources and the datasets built from them.
+
+DATA_CFG = config["data"]
+SOURCE_NAMES = ["cifar10", "mnist_test_images", "mnist_test_labels", "dreambooth10",
+                "resnet20", "resnet56", "mist_target"]
+
+
+rule fetch_source:
+    output:
+        directory("results/sources/{name}"),
+    input:
+        code=code("cli/data.py", "sources.py"),
+    params:
+        mirror=MIRROR,
+    wildcard_constraints:
+        name="|".join(SOURCE_NAMES),
+    log:
+        "logs/fetch_source/{name}.log",
+    benchmark:
+        "benchmarks/fetch_source/{name}.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "diffsec fetch-source --name {wildcards.name} --mirror {params.mirror:q} --out {output} > {log} 2>&1"
+
+
+rule prepare_cifar10:
+    output:
+        directory("results/data/cifar10"),
+    input:
+        source="results/sources/cifar10",
+        code=code("cli/data.py", "data/cifar.py", "imageset.py"),
+    params:
+        flags=flags(**DATA_CFG["cifar10"]),
+    threads: 1
+    log:
+        "logs/prepare_cifar10.log",
+    benchmark:
+        "benchmarks/prepare_cifar10.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "diffsec prepare-cifar10 --source {input.source} {params.flags} --out {output} {RUN} > {log} 2>&1"
+
+
+rule prepare_mnist:
+    output:
+        directory("results/data/mnist"),
+    input:
+        images="results/sources/mnist_test_images",
+        labels="results/sources/mnist_test_labels",
+        code=code("cli/data.py", "data/mnist.py", "imageset.py"),
+    params:
+        flags=flags(**DATA_CFG["mnist"]),
+    threads: 1
+    log:
+        "logs/prepare_mnist.log",
+    benchmark:
+        "benchmarks/prepare_mnist.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "diffsec prepare-mnist --images {input.images} --labels {input.labels} {params.flags} "
+        "--out {output} {RUN} > {log} 2>&1"
+
+
+rule prepare_dreambooth:
+    output:
+        directory("results/data/dreambooth"),
+    input:
+        source="results/sources/dreambooth10",
+        code=code("cli/data.py", "data/dreambooth.py", "data/masks.py", "imageset.py"),
+    params:
+        flags=flags(**DATA_CFG["dreambooth"]),
+    threads: 1
+    resources:
+        gpu=1 if DATA_CFG["dreambooth"]["masker"] == "sam" else 0,
+    log:
+        "logs/prepare_dreambooth.log",
+    benchmark:
+        "benchmarks/prepare_dreambooth.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "diffsec prepare-dreambooth --source {input.source} {params.flags} --out {output} {RUN} > {log} 2>&1"

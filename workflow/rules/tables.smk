@@ -1,0 +1,24 @@
+# Paper-shaped long-format tables (results/tables/<name>.csv + .md).
+
+
+rule table_worlds:
+    output:
+        csv="results/tables/worlds.csv",
+        md="results/tables/worlds.md",
+    input:
+        resnet=expand("results/models/{arch}-cifar10", arch=WORLDS["resnets"]),
+        mnist="results/models/mnist-classifier",
+        ddpm_fid="results/metrics/fid-ddpm-vs-test",
+        train_fid="results/metrics/fid-train-vs-test",
+        t2i_class="results/metrics/t2i-class-fidelity",
+        code=code("cli/tables.py", "tables.py"),
+    log:
+        "logs/table_worlds.log",
+    benchmark:
+        "benchmarks/table_worlds.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "diffsec table-worlds --resnet {input.resnet} --mnist {input.mnist} --ddpm-fid {input.ddpm_fid} "
+        "--train-fid {input.train_fid} --t2i-class {input.t2i_class} --profile {PROFILE} --seed {SEED} "
+        "--out {output.csv} > {log} 2>&1"
