@@ -32,6 +32,16 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/tables.smk"
 
 
+report: "workflow/report/workflow.rst"
+
+
+onsuccess:
+    # Finished artifacts go into the DVC cache (only inside a DVC repo; tests run elsewhere).
+    if Path(".dvc").is_dir() and config["dvc_track"]:
+        remote = f"--remote {config['dvc_remote']}" if config["dvc_remote"] else ""
+        shell(f"diffsec dvc-track results {remote}")
+
+
 rule all:
     default_target: True
     input:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from diffsec.artifact import read_manifest
 from diffsec.cli.main import main
 from diffsec.data import stratified_subset
 from diffsec.data.cifar import CLASSES, read_cifar10
@@ -65,6 +66,7 @@ def test_prepare_cifar10_mirror(fetched, tmp_path):
     assert np.bincount(a_te["labels"], minlength=10).tolist() == [5] * 10
     assert [CLASSES[i] for i in a_tr["labels"]] == a_tr["class_name"].tolist()
     assert (outs[0] / "samples.png").is_file()
+    assert read_manifest(outs[0])["source_format"] == "jpeg"
     for split in ("train", "test"):  # same seed -> the same bytes
         b = load_imageset(outs[1] / f"{split}.npz")
         a = load_imageset(outs[0] / f"{split}.npz")
@@ -93,7 +95,8 @@ def _binary_cifar_tar(path: Path, per_batch: int = 4, n_test: int = 3) -> np.nda
 
 def test_read_cifar10_binary_format(tmp_path):
     chw, labels = _binary_cifar_tar(tmp_path / "cifar-10-binary.tar.gz")
-    data = read_cifar10(tmp_path / "cifar-10-binary.tar.gz")
+    data, fmt = read_cifar10(tmp_path / "cifar-10-binary.tar.gz")
+    assert fmt == "binary"
     assert data["train"][0].shape == (20, 32, 32, 3) and data["test"][0].shape == (3, 32, 32, 3)
     assert np.array_equal(data["train"][0], chw[:20].transpose(0, 2, 3, 1))
     assert np.array_equal(data["test"][0], chw[20:].transpose(0, 2, 3, 1))

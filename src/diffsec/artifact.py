@@ -115,6 +115,7 @@ def artifact_dir(out: str | os.PathLike, stage: str, params: dict[str, Any]) -> 
     try:
         yield art
         (tmp / MANIFEST).write_text(json.dumps(art.manifest(), indent=2, sort_keys=True, default=str))
+        _share(tmp)
         if final.exists():
             shutil.rmtree(final) if final.is_dir() else final.unlink()
         os.replace(tmp, final)
@@ -133,10 +134,22 @@ def atomic_file(out: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        _share(tmp)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _share(path: Path) -> None:
+    """mkdtemp/mkstemp create private (0700/0600) paths: open them up like any normal output,
+    so cluster nodes, DVC caches and colleagues can read what a stage wrote."""
+    umask = os.umask(0)
+    os.umask(umask)
+    items = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for p in items:
+        if not p.is_symlink():
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:

@@ -18,7 +18,7 @@ def flags(**kw):
 
     out = []
     for k, v in kw.items():
-        flag = "--" + k.replace("_", "-")
+        flag = f"--{k.replace('_', '-')}"
         if v is True:
             out.append(flag)
         elif v is False or v is None or v == "":
@@ -45,3 +45,16 @@ def _mirror():
 
 
 MIRROR = _mirror()
+
+
+METRICS = config["metrics"]
+
+
+def backbone_inputs(wildcards):
+    """The tiny profile's backbone is our ResNet-56 artifact; the paper's comes from config."""
+    return "results/models/resnet56-cifar10" if METRICS["backbone"] == "resnet56-cifar10" else []
+
+
+def backbone_flags(wildcards, input):
+    weights = input.backbone if input.backbone else METRICS["backbone_weights"]
+    return flags(backbone=METRICS["backbone"], backbone_weights=weights)

@@ -26,11 +26,17 @@ rule fetch_source:
 
 rule prepare_cifar10:
     output:
-        directory("results/data/cifar10"),
+        report(
+            directory("results/data/cifar10"),
+            patterns=["{name}.png"],
+            category="data",
+            caption="../report/cifar10.rst",
+        ),
     input:
         source="results/sources/cifar10",
         code=code("cli/data.py", "data/cifar.py", "imageset.py"),
     params:
+        run=RUN,
         flags=flags(**DATA_CFG["cifar10"]),
     threads: 1
     log:
@@ -40,17 +46,23 @@ rule prepare_cifar10:
     conda:
         CONDA_ENV
     shell:
-        "diffsec prepare-cifar10 --source {input.source} {params.flags} --out {output} {RUN} > {log} 2>&1"
+        "diffsec prepare-cifar10 --source {input.source} {params.flags} --out {output} {params.run} > {log} 2>&1"
 
 
 rule prepare_mnist:
     output:
-        directory("results/data/mnist"),
+        report(
+            directory("results/data/mnist"),
+            patterns=["{name}.png"],
+            category="data",
+            caption="../report/mnist_data.rst",
+        ),
     input:
         images="results/sources/mnist_test_images",
         labels="results/sources/mnist_test_labels",
         code=code("cli/data.py", "data/mnist.py", "imageset.py"),
     params:
+        run=RUN,
         flags=flags(**DATA_CFG["mnist"]),
     threads: 1
     log:
@@ -61,16 +73,22 @@ rule prepare_mnist:
         CONDA_ENV
     shell:
         "diffsec prepare-mnist --images {input.images} --labels {input.labels} {params.flags} "
-        "--out {output} {RUN} > {log} 2>&1"
+        "--out {output} {params.run} > {log} 2>&1"
 
 
 rule prepare_dreambooth:
     output:
-        directory("results/data/dreambooth"),
+        report(
+            directory("results/data/dreambooth"),
+            patterns=["{name}.png"],
+            category="data",
+            caption="../report/dreambooth.rst",
+        ),
     input:
         source="results/sources/dreambooth10",
         code=code("cli/data.py", "data/dreambooth.py", "data/masks.py", "imageset.py"),
     params:
+        run=RUN,
         flags=flags(**DATA_CFG["dreambooth"]),
     threads: 1
     resources:
@@ -82,4 +100,4 @@ rule prepare_dreambooth:
     conda:
         CONDA_ENV
     shell:
-        "diffsec prepare-dreambooth --source {input.source} {params.flags} --out {output} {RUN} > {log} 2>&1"
+        "diffsec prepare-dreambooth --source {input.source} {params.flags} --out {output} {params.run} > {log} 2>&1"

@@ -1,28 +1,21 @@
 # Measurements shared by every paper slice: samples from the worlds, FID / precision / recall,
 # classifier accuracy on generated images.
 
-METRICS = config["metrics"]
-
-
-def backbone_inputs(wildcards):
-    """The tiny profile's backbone is our ResNet-56 artifact; the paper's comes from config."""
-    return "results/models/resnet56-cifar10" if METRICS["backbone"] == "resnet56-cifar10" else []
-
-
-def backbone_flags(wildcards, input):
-    weights = input.backbone if input.backbone else METRICS["backbone_weights"]
-    return flags(backbone=METRICS["backbone"], backbone_weights=weights)
-
-
 rule sample_ddpm:
     output:
-        directory("results/samples/ddpm-cifar10"),
+        report(
+            directory("results/samples/ddpm-cifar10"),
+            patterns=["{name}.png"],
+            category="worlds",
+            caption="../report/ddpm_samples.rst",
+        ),
     input:
         model="results/models/ddpm-cifar10",
         code=code("cli/evaluate.py", "models/ddpm.py", "diffusion/sampling.py"),
     params:
+        run=RUN,
         flags=flags(n=METRICS["fid_samples"], sampler=METRICS["sampler"], steps=METRICS["sampler_steps"]),
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         gpu=1,
     log:
@@ -32,7 +25,7 @@ rule sample_ddpm:
     conda:
         CONDA_ENV
     shell:
-        "diffsec sample-ddpm --model {input.model} {params.flags} --out {output} {RUN} > {log} 2>&1"
+        "diffsec sample-ddpm --model {input.model} {params.flags} --out {output} {params.run} > {log} 2>&1"
 
 
 rule fid_ddpm_vs_test:
@@ -44,8 +37,9 @@ rule fid_ddpm_vs_test:
         backbone=backbone_inputs,
         code=code("cli/evaluate.py", "metrics/fid.py", "metrics/prdc.py", "metrics/backbones.py"),
     params:
+        run=RUN,
         backbone=backbone_flags,
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         gpu=1,
     log:
@@ -56,7 +50,7 @@ rule fid_ddpm_vs_test:
         CONDA_ENV
     shell:
         "diffsec eval-fid --fake {input.fake} --real {input.real}/test.npz {params.backbone} "
-        "--out {output} {RUN} > {log} 2>&1"
+        "--out {output} {params.run} > {log} 2>&1"
 
 
 rule fid_train_vs_test:
@@ -69,9 +63,10 @@ rule fid_train_vs_test:
         backbone=backbone_inputs,
         code=code("cli/evaluate.py", "metrics/fid.py", "metrics/prdc.py", "metrics/backbones.py"),
     params:
+        run=RUN,
         backbone=backbone_flags,
         n=METRICS["fid_samples"],
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         gpu=1,
     log:
@@ -82,7 +77,7 @@ rule fid_train_vs_test:
         CONDA_ENV
     shell:
         "diffsec eval-fid --fake {input.real}/train.npz --fake-n {params.n} --real {input.real}/test.npz "
-        "{params.backbone} --out {output} {RUN} > {log} 2>&1"
+        "{params.backbone} --out {output} {params.run} > {log} 2>&1"
 
 
 rule t2i_class_fidelity:
@@ -92,6 +87,8 @@ rule t2i_class_fidelity:
         model="results/models/t2i-cifar10",
         classifier="results/models/resnet56-cifar10",
         code=code("cli/evaluate.py", "metrics/classify.py"),
+    params:
+        run=RUN,
     threads: 1
     log:
         "logs/t2i_class_fidelity.log",
@@ -101,4 +98,4 @@ rule t2i_class_fidelity:
         CONDA_ENV
     shell:
         "diffsec eval-class --images {input.model}/samples.npz --classifier {input.classifier} "
-        "--out {output} {RUN} > {log} 2>&1"
+        "--out {output} {params.run} > {log} 2>&1"

@@ -5,14 +5,20 @@ WORLDS = config["worlds"]
 
 rule train_ddpm:
     output:
-        directory("results/models/ddpm-cifar10"),
+        report(
+            directory("results/models/ddpm-cifar10"),
+            patterns=["{name}.png"],
+            category="worlds",
+            caption="../report/ddpm.rst",
+        ),
     input:
         data=[] if WORLDS["ddpm"]["pretrained"] else "results/data/cifar10",
         code=code("cli/ddpm.py", "models/ddpm.py", "diffusion/sampling.py", "imageset.py"),
     params:
+        run=RUN,
         data=lambda w, input: f"--data {input.data}/train.npz" if input.data else "",
         flags=flags(**WORLDS["ddpm"]),
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         gpu=1,
     log:
@@ -22,19 +28,25 @@ rule train_ddpm:
     conda:
         CONDA_ENV
     shell:
-        "diffsec train-ddpm {params.data} {params.flags} --out {output} {RUN} > {log} 2>&1"
+        "diffsec train-ddpm {params.data} {params.flags} --out {output} {params.run} > {log} 2>&1"
 
 
 rule train_t2i:
     output:
-        directory("results/models/t2i-cifar10"),
+        report(
+            directory("results/models/t2i-cifar10"),
+            patterns=["{name}.png"],
+            category="worlds",
+            caption="../report/t2i.rst",
+        ),
     input:
         data=[] if WORLDS["t2i"]["pretrained"] else "results/data/cifar10",
         code=code("cli/t2i.py", "models/t2i.py", "models/tokenizer.py", "imageset.py"),
     params:
+        run=RUN,
         data=lambda w, input: f"--data {input.data}/train.npz" if input.data else "",
         flags=flags(**WORLDS["t2i"]),
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         gpu=1,
     log:
@@ -44,16 +56,22 @@ rule train_t2i:
     conda:
         CONDA_ENV
     shell:
-        "diffsec train-t2i {params.data} {params.flags} --out {output} {RUN} > {log} 2>&1"
+        "diffsec train-t2i {params.data} {params.flags} --out {output} {params.run} > {log} 2>&1"
 
 
 rule train_mnist_classifier:
     output:
-        directory("results/models/mnist-classifier"),
+        report(
+            directory("results/models/mnist-classifier"),
+            patterns=["{name}.png"],
+            category="worlds",
+            caption="../report/mnist.rst",
+        ),
     input:
         data="results/data/mnist",
         code=code("cli/mnist.py", "models/mnist_net.py"),
     params:
+        run=RUN,
         flags=flags(**WORLDS["mnist_classifier"]),
     threads: 1
     log:
@@ -63,18 +81,25 @@ rule train_mnist_classifier:
     conda:
         CONDA_ENV
     shell:
-        "diffsec train-mnist-classifier --data {input.data} {params.flags} --out {output} {RUN} > {log} 2>&1"
+        "diffsec train-mnist-classifier --data {input.data} {params.flags} --out {output} {params.run} > {log} 2>&1"
 
 
 rule classifier_resnet:
     output:
-        directory("results/models/{arch}-cifar10"),
+        report(
+            directory("results/models/{arch}-cifar10"),
+            patterns=["{name}.png"],
+            category="worlds",
+            caption="../report/resnet.rst",
+        ),
     input:
         weights="results/sources/{arch}",
         data="results/data/cifar10",
         code=code("cli/classifiers.py", "models/resnet_cifar.py", "metrics/classify.py"),
     wildcard_constraints:
         arch="resnet20|resnet56",
+    params:
+        run=RUN,
     threads: 1
     log:
         "logs/classifier_resnet/{arch}.log",
@@ -84,4 +109,4 @@ rule classifier_resnet:
         CONDA_ENV
     shell:
         "diffsec classifier-resnet --arch {wildcards.arch} --weights {input.weights}/{wildcards.arch}-*.th "
-        "--testset {input.data}/test.npz --out {output} {RUN} > {log} 2>&1"
+        "--testset {input.data}/test.npz --out {output} {params.run} > {log} 2>&1"

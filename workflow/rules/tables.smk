@@ -12,6 +12,9 @@ rule table_worlds:
         train_fid="results/metrics/fid-train-vs-test",
         t2i_class="results/metrics/t2i-class-fidelity",
         code=code("cli/tables.py", "tables.py"),
+    params:
+        profile=PROFILE,
+        seed=SEED,
     log:
         "logs/table_worlds.log",
     benchmark:
@@ -20,5 +23,5 @@ rule table_worlds:
         CONDA_ENV
     shell:
         "diffsec table-worlds --resnet {input.resnet} --mnist {input.mnist} --ddpm-fid {input.ddpm_fid} "
-        "--train-fid {input.train_fid} --t2i-class {input.t2i_class} --profile {PROFILE} --seed {SEED} "
+        "--train-fid {input.train_fid} --t2i-class {input.t2i_class} --profile {params.profile} --seed {params.seed} "
         "--out {output.csv} > {log} 2>&1"

@@ -80,6 +80,14 @@ def source_file(path: str | os.PathLike) -> Path:
     return files[0]
 
 
+def _positive(**values: int) -> None:
+    from diffsec.errors import DiffsecError
+
+    for name, v in values.items():
+        if v <= 0:
+            raise DiffsecError(f"--{name.replace('_', '-')} must be positive, got {v}")
+
+
 def fetch_source(args: argparse.Namespace) -> None:
     from diffsec.artifact import artifact_dir, sha256_file
     from diffsec.sources import fetch, resolve_mirror
@@ -97,19 +105,21 @@ def prepare_cifar10(args: argparse.Namespace) -> None:
     from diffsec.imageset import save_imageset, save_png
 
     setup(args)
+    _positive(resolution=args.resolution)
     archive = source_file(args.source)
     with artifact_dir(args.out, "prepare-cifar10", params_of(args)) as art:
         art.add_input("source", archive)
-        data = prepare(archive, args.resolution, {"train": args.train_size, "test": args.test_size},
-                       args.seed)
+        data, fmt = prepare(archive, args.resolution,
+                            {"train": args.train_size, "test": args.test_size}, args.seed)
         for split, (images, labels) in data.items():
             # Per-row names (image sets hold aligned arrays only); the ordered list is CLASSES.
             save_imageset(art.file(f"{split}.npz"), images, labels=labels,
                           class_name=[CLASSES[i] for i in labels])
         save_png(art.file("samples.png"), class_grid(*data["train"]), scale=max(1, 64 // args.resolution))
-        jpeg = "jpeg" in archive.name
         art.extra.update(sizes={s: len(d[1]) for s, d in data.items()}, classes=list(CLASSES),
-                         note="JPEG (q~75) re-encoding of CIFAR-10" if jpeg else "original CIFAR-10 bytes")
+                         source_format=fmt,  # numbers computed from the JPEGs must say so
+                         note="lossy JPEG (q~75) re-encoding of CIFAR-10" if fmt == "jpeg"
+                         else "original CIFAR-10 pixels")
 
 
 def prepare_mnist(args: argparse.Namespace) -> None:
@@ -140,6 +150,7 @@ def prepare_dreambooth(args: argparse.Namespace) -> None:
     from diffsec.imageset import save_imageset
 
     device = setup(args)
+    _positive(resolution=args.resolution, images_per_concept=args.images_per_concept)
     if args.threads:
         import cv2
 

@@ -46,8 +46,8 @@ def _decode_bin(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     return rec[:, 0].astype(np.int64), np.ascontiguousarray(images)
 
 
-def _scan(archive: str | os.PathLike) -> dict[str, tuple[np.ndarray, list | np.ndarray]]:
-    """{split: (labels, items)} in a fixed order, without decoding any JPEG yet.
+def _scan(archive: str | os.PathLike) -> tuple[dict[str, tuple[np.ndarray, list | np.ndarray]], str]:
+    """({split: (labels, items)}, 'jpeg' | 'binary') in a fixed order, no JPEG decoded yet.
 
     JPEG members are ordered by (label, file name), binary records by batch then position,
     so the result does not depend on the order of members inside the tar.
@@ -75,7 +75,7 @@ def _scan(archive: str | os.PathLike) -> dict[str, tuple[np.ndarray, list | np.n
         if not train or "test_batch" not in batches:
             raise DiffsecError(f"{archive}: binary CIFAR-10 needs data_batch_*.bin and test_batch.bin")
         return {"train": (np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train])),
-                "test": batches["test_batch"]}
+                "test": batches["test_batch"]}, "binary"
     if not jpegs["train"] or not jpegs["test"]:
         raise DiffsecError(f"{archive}: neither the JPEG layout (train|test/<class>/*.jpg) nor "
                            "the binary layout (data_batch_*.bin) of CIFAR-10")
@@ -83,22 +83,23 @@ def _scan(archive: str | os.PathLike) -> dict[str, tuple[np.ndarray, list | np.n
     for split, items in jpegs.items():
         items.sort(key=lambda t: (t[0], t[1]))
         out[split] = (np.array([t[0] for t in items], np.int64), [t[2] for t in items])
-    return out
+    return out, "jpeg"
 
 
 def read_cifar10(archive: str | os.PathLike, subset: Callable[[str, np.ndarray], np.ndarray] | None = None
-                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{'train': (images uint8 NHWC, labels int64), 'test': (...)}.
+                 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
+    """({'train': (images uint8 NHWC, labels int64), 'test': (...)}, 'jpeg' | 'binary').
 
     `subset(split, labels) -> indices` picks the rows to keep before decoding, which is the
     slow part (60,000 JPEGs), so small subsets cost little more than reading the tar.
     """
+    scanned, fmt = _scan(archive)
     out = {}
-    for split, (labels, items) in _scan(archive).items():
+    for split, (labels, items) in scanned.items():
         idx = subset(split, labels) if subset else np.arange(len(labels))
         images = [_decode(items[i]) for i in tqdm(idx, desc=f"cifar10: decode {split}", mininterval=1.0)]
         out[split] = (np.stack(images) if images else np.zeros((0, 32, 32, 3), np.uint8), labels[idx])
-    return out
+    return out, fmt
 
 
 def resize(images: np.ndarray, resolution: int) -> np.ndarray:
@@ -112,16 +113,19 @@ def resize(images: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def prepare_cifar10(archive: str | os.PathLike, resolution: int, sizes: dict[str, int],
-                    seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Seeded class-stratified subsets of each split (size <= 0: all), resized."""
+                    seed: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
+    """Seeded class-stratified subsets of each split (size <= 0: all), resized; and the format."""
     splits = ("train", "test")
 
     def subset(split: str, labels: np.ndarray) -> np.ndarray:
+        n = sizes.get(split, 0)
+        if n > len(labels):
+            raise DiffsecError(f"asked for {n} {split} images but the {split} split has {len(labels)}")
         # A distinct stream per split, so changing one split's size leaves the other alone.
-        return stratified_subset(labels, sizes.get(split, 0), seed + 1000 * splits.index(split))
+        return stratified_subset(labels, n, seed + 1000 * splits.index(split))
 
-    data = read_cifar10(archive, subset)
-    return {split: (resize(data[split][0], resolution), data[split][1]) for split in splits}
+    data, fmt = read_cifar10(archive, subset)
+    return {split: (resize(data[split][0], resolution), data[split][1]) for split in splits}, fmt
 
 
 def class_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 10) -> np.ndarray:

@@ -71,16 +71,20 @@ class SamMasker:
                                f"{', '.join(sorted(sam_model_registry))}")
         # Build empty and load ourselves: the library's own loader unpickles with full trust.
         sam = sam_model_registry[model_type](checkpoint=None)
-        if str(checkpoint).endswith(".safetensors"):
-            from safetensors.torch import load_file
-            state = load_file(str(checkpoint))
-        else:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        try:
+            if str(checkpoint).endswith(".safetensors"):
+                from safetensors.torch import load_file
+                state = load_file(str(checkpoint))
+            else:
+                state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as e:  # weights_only refuses anything but tensors and plain containers
+            raise DiffsecError(f"--sam-checkpoint {checkpoint} is not a readable state dict "
+                               f"({type(e).__name__})") from None
         try:
             sam.load_state_dict(state)
-        except RuntimeError as e:
+        except (RuntimeError, TypeError, AttributeError):
             raise DiffsecError(f"--sam-checkpoint {checkpoint} does not fit --sam-model-type "
-                               f"{model_type} ({str(e).splitlines()[0]})") from None
+                               f"{model_type} (other architecture, or not a SAM state dict)") from None
         self.predictor = SamPredictor(sam.to(device).eval())
         self.margin = margin
 
