@@ -23,7 +23,7 @@ PROMPT = TEMPLATES[0]
 # SD 1.5's schedule: T=1000, scaled_linear betas 0.00085 -> 0.012.
 SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                 beta_schedule="scaled_linear", prediction_type="epsilon", clip_sample=False,
-                set_alpha_to_one=False, steps_offset=1)
+                steps_offset=1)
 
 
 def _groups(channels: list[int]) -> int:
@@ -133,3 +133,32 @@ def sample_classes(pipe, class_names, per_class: int, guidance: float, steps: in
                    output_type="np")
         images.append((out.images * 255).round().clip(0, 255).astype(np.uint8))
     return np.concatenate(images), labels, prompts
+
+
+def write_curves(curves: dict[str, list[float]], csv_path, png_path) -> None:
+    """Per-step losses of each stage as long CSV (phase, step, loss) and a two-panel plot."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["phase", "step", "loss"])
+        for phase, losses in curves.items():
+            w.writerows((phase, i, f"{v:.6g}") for i, v in enumerate(losses))
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.2), squeeze=False)
+    for ax, (phase, losses) in zip(axes[0], curves.items()):
+        ax.set_title(f"{phase} loss"), ax.set_xlabel("step")
+        if not losses:
+            ax.text(0.5, 0.5, "not trained here (pretrained)", ha="center", transform=ax.transAxes)
+            continue
+        y = np.asarray(losses)
+        k = max(1, len(y) // 50)  # a moving average shows the trend under the minibatch noise
+        ax.plot(y, alpha=0.3, lw=0.5)
+        ax.plot(np.arange(k - 1, len(y)), np.convolve(y, np.ones(k) / k, "valid"))
+        if (y > 0).all():
+            ax.set_yscale("log")
+    fig.tight_layout(), fig.savefig(png_path, dpi=110), plt.close(fig)
