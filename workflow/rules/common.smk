@@ -30,7 +30,7 @@ def flags(**kw):
     return " ".join(out)
 
 
-RUN = f"--seed {SEED} --device {config['device']} --threads {config['threads']}"
+RUN = f"--seed {SEED} --device {config['device']}"
 
 
 def _mirror():

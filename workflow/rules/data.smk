@@ -46,7 +46,7 @@ rule prepare_cifar10:
     conda:
         CONDA_ENV
     shell:
-        "diffsec prepare-cifar10 --source {input.source} {params.flags} --out {output} {params.run} > {log} 2>&1"
+        "diffsec prepare-cifar10 --source {input.source} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
 
 
 rule prepare_mnist:
@@ -73,7 +73,7 @@ rule prepare_mnist:
         CONDA_ENV
     shell:
         "diffsec prepare-mnist --images {input.images} --labels {input.labels} {params.flags} "
-        "--out {output} {params.run} > {log} 2>&1"
+        "--out {output} {params.run} --threads {threads} > {log} 2>&1"
 
 
 rule prepare_dreambooth:
@@ -100,4 +100,4 @@ rule prepare_dreambooth:
     conda:
         CONDA_ENV
     shell:
-        "diffsec prepare-dreambooth --source {input.source} {params.flags} --out {output} {params.run} > {log} 2>&1"
+        "diffsec prepare-dreambooth --source {input.source} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"

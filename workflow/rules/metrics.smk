@@ -25,7 +25,7 @@ rule sample_ddpm:
     conda:
         CONDA_ENV
     shell:
-        "diffsec sample-ddpm --model {input.model} {params.flags} --out {output} {params.run} > {log} 2>&1"
+        "diffsec sample-ddpm --model {input.model} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
 
 
 rule fid_ddpm_vs_test:
@@ -50,7 +50,7 @@ rule fid_ddpm_vs_test:
         CONDA_ENV
     shell:
         "diffsec eval-fid --fake {input.fake} --real {input.real}/test.npz {params.backbone} "
-        "--out {output} {params.run} > {log} 2>&1"
+        "--out {output} {params.run} --threads {threads} > {log} 2>&1"
 
 
 rule fid_train_vs_test:
@@ -77,7 +77,7 @@ rule fid_train_vs_test:
         CONDA_ENV
     shell:
         "diffsec eval-fid --fake {input.real}/train.npz --fake-n {params.n} --real {input.real}/test.npz "
-        "{params.backbone} --out {output} {params.run} > {log} 2>&1"
+        "{params.backbone} --out {output} {params.run} --threads {threads} > {log} 2>&1"
 
 
 rule t2i_class_fidelity:
@@ -98,4 +98,4 @@ rule t2i_class_fidelity:
         CONDA_ENV
     shell:
         "diffsec eval-class --images {input.model}/samples.npz --classifier {input.classifier} "
-        "--out {output} {params.run} > {log} 2>&1"
+        "--out {output} {params.run} --threads {threads} > {log} 2>&1"

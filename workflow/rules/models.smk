@@ -28,7 +28,7 @@ rule train_ddpm:
     conda:
         CONDA_ENV
     shell:
-        "diffsec train-ddpm {params.data} {params.flags} --out {output} {params.run} > {log} 2>&1"
+        "diffsec train-ddpm {params.data} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
 
 
 rule train_t2i:
@@ -56,7 +56,7 @@ rule train_t2i:
     conda:
         CONDA_ENV
     shell:
-        "diffsec train-t2i {params.data} {params.flags} --out {output} {params.run} > {log} 2>&1"
+        "diffsec train-t2i {params.data} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
 
 
 rule train_mnist_classifier:
@@ -81,7 +81,7 @@ rule train_mnist_classifier:
     conda:
         CONDA_ENV
     shell:
-        "diffsec train-mnist-classifier --data {input.data} {params.flags} --out {output} {params.run} > {log} 2>&1"
+        "diffsec train-mnist-classifier --data {input.data} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
 
 
 rule classifier_resnet:
@@ -109,4 +109,4 @@ rule classifier_resnet:
         CONDA_ENV
     shell:
         "diffsec classifier-resnet --arch {wildcards.arch} --weights {input.weights}/{wildcards.arch}-*.th "
-        "--testset {input.data}/test.npz --out {output} {params.run} > {log} 2>&1"
+        "--testset {input.data}/test.npz --out {output} {params.run} --threads {threads} > {log} 2>&1"
