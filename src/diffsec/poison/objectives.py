@@ -84,7 +84,8 @@ def da_schedule(ldm: LatentDiffusion, cfg: DAConfig):
 
     from diffusers import DDIMScheduler
 
-    sched = DDIMScheduler.from_config(ldm.scheduler.config)
+    # Latents are not in [-1, 1]: never clip x0 (DDIM's default when a config, e.g. PNDM's, omits it).
+    sched = DDIMScheduler.from_config(ldm.scheduler.config, clip_sample=False, thresholding=False)
     sched.set_timesteps(max(cfg.steps, math.ceil(cfg.steps / cfg.strength)))
     return [int(t) for t in sched.timesteps[-cfg.steps:]], sched
 
