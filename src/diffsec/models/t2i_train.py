@@ -27,6 +27,7 @@ class TrainConfig:
     vae_steps: int = 1500
     vae_batch: int = 64
     vae_lr: float = 1e-3
+    vae_crop: int = 0
     kl_weight: float = 1e-3
     unet_steps: int = 3000
     unet_batch: int = 128
@@ -143,12 +144,18 @@ def run_phase(world: World, phase: str, trainable: list, loss_fn: Callable, step
 
 
 def vae_loss_fn(vae, images: torch.Tensor, cfg: TrainConfig, device):
-    """MSE reconstruction + kl_weight * KL per pixel, on random batches with horizontal flips."""
-    n = len(images)
+    """MSE reconstruction + kl_weight * KL per pixel, on random batches with horizontal flips.
+
+    With `vae_crop` the batch is a random crop: the VAE is convolutional (no attention), so it
+    learns the same local code from crops at a fraction of the cost of whole images.
+    """
+    n, size = len(images), images.shape[1]
+    crop = cfg.vae_crop or size
 
     def loss(gen):
         idx = torch.randint(0, n, (cfg.vae_batch,), generator=gen)
-        x = images[idx].permute(0, 3, 1, 2).float().div(127.5).sub(1)
+        i, j = torch.randint(0, size - crop + 1, (2,), generator=gen).tolist()
+        x = images[idx, i:i + crop, j:j + crop].permute(0, 3, 1, 2).float().div(127.5).sub(1)
         flip = torch.rand(cfg.vae_batch, generator=gen) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x).to(device)
         post = vae.encode(x).latent_dist
@@ -220,7 +227,7 @@ def train_world(world: World, tokenizer, scheduler, images: np.ndarray, labels: 
     phase = state["phase"] if state else "vae"
     if phase == "vae":
         run_phase(world, "vae", [world.vae], vae_loss_fn(world.vae, images, cfg, device),
-                  cfg.vae_steps, cfg.vae_lr, cfg, ckpt, state)
+                  cfg.vae_steps, cfg.vae_lr, cfg, ckpt, state=state)
     mean, std = encode_posteriors(world.vae, images, device)
     if phase == "vae":
         # SD's convention: scale latents to unit variance and keep the factor in the VAE config.
@@ -233,4 +240,4 @@ def train_world(world: World, tokenizer, scheduler, images: np.ndarray, labels: 
     ids, n_templates = caption_table(tokenizer, class_names, cfg.templates)
     loss = unet_loss_fn(world, scheduler, mean, std, labels, ids, n_templates, cfg, device)
     run_phase(world, "unet", [world.text, world.unet], loss, cfg.unet_steps, cfg.unet_lr, cfg,
-              ckpt, state, ema_decay=cfg.ema_decay)
+              ckpt, state=state, ema_decay=cfg.ema_decay)
