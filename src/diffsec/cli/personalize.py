@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from diffsec.models.pipelines import resolve_pipeline
 from diffsec.cli.common import add_common, json_arg, params_of, setup
 
 
@@ -77,18 +78,6 @@ def _positive(**values) -> None:
             raise DiffsecError(f"--{k.replace('_', '-')} must be positive, got {v}")
 
 
-def _model_path(model: str) -> str:
-    from diffsec.errors import DiffsecError
-
-    p = Path(model)
-    for d in (p, p / "pipeline"):  # a pipeline dir, or a train-t2i artifact around one
-        if (d / "model_index.json").is_file():
-            return str(d)
-    if p.exists() or model.startswith((".", "/")) or model.count("/") != 1:
-        raise DiffsecError(f"--model {model}: not a StableDiffusionPipeline directory or hub id")
-    return model
-
-
 def _load(model: str):
     from diffsec.errors import DiffsecError
     from diffsec.models.t2i import load_pipeline
@@ -127,7 +116,7 @@ def train(args: argparse.Namespace) -> None:
     if args.ckpt_every < 0 or args.weight_decay < 0:
         raise DiffsecError("--ckpt-every and --weight-decay must be >= 0")
     runs, files = load_runs(args.runs, args.seed)
-    model = _model_path(args.model)
+    model = resolve_pipeline(args.model)
     device = setup(args)
     pipe = _load(model)
     inputs = _inputs(model, {"runs": str(args.runs), **files})
@@ -185,7 +174,7 @@ def generate(args: argparse.Namespace) -> None:
         if missing:
             raise DiffsecError(f"--only: no runs {missing} in {args.embeddings}")
         vectors = {k: vectors[k] for k in args.only}
-    model = _model_path(args.model)
+    model = resolve_pipeline(args.model)
     device = setup(args)
     pipe = _load(model).to(device)
     emb_file = args.embeddings / "embeddings.safetensors" if args.embeddings.is_dir() else args.embeddings
@@ -244,7 +233,7 @@ def ssm(args: argparse.Namespace) -> None:
             if not 0 <= args.index < len(data.get("images", [])):
                 raise DiffsecError(f"{path}: no image row {args.index}")
             images[label] = data["images"][args.index]
-    model = _model_path(args.model)
+    model = resolve_pipeline(args.model)
     device = setup(args)
     pipe = _load(model).to(device)
     token = meta[args.run]["token"]

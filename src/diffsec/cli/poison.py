@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from diffsec.cli.common import add_common, params_of, setup
+from diffsec.models.pipelines import resolve_pipeline
 
 METHODS = ("adm+", "adm-", "sds+", "sds-", "ea", "da")  # = diffsec.poison.METHODS (light import)
 
@@ -60,18 +61,6 @@ def _check_args(args) -> None:
         raise DiffsecError("--da-strength must lie in (0, 1): at 1 the output ignores the image")
     if args.target not in (None, "gray") and not Path(args.target).is_file():
         raise DiffsecError(f"--target {args.target}: no such file")
-
-
-def _model_path(model: str) -> str:
-    from diffsec.errors import DiffsecError
-
-    p = Path(model)
-    for d in (p, p / "pipeline"):  # a pipeline dir, or a train-t2i artifact around one
-        if (d / "model_index.json").is_file():
-            return str(d)
-    if p.exists():
-        raise DiffsecError(f"--model {model}: no model_index.json (not a StableDiffusionPipeline directory)")
-    return model  # a hub id (paper profile); loading says if it is not one
 
 
 def _load_images(path: Path, prompt_mode: str):
@@ -145,7 +134,7 @@ def run(args: argparse.Namespace) -> None:
     images = data["images"]
     n, h, w, _ = images.shape
     device = setup(args)
-    model = _model_path(args.model)
+    model = resolve_pipeline(args.model)
     try:
         pipe = load_pipeline(model, "cpu")
     except Exception as e:  # noqa: BLE001 - diffusers raises many types for a bad model path

@@ -66,22 +66,18 @@ def _prompts(template: str, data: dict, n: int) -> list[str]:
 
 def _load_model(args, device):
     """(model, scheduler-or-None) for regen / pdmpure; DiffsecError before anything is written."""
-    from diffsec.defense.pdmpure import pipeline_class, resolve_model_dir
     from diffsec.errors import DiffsecError
+    from diffsec.models.pipelines import pipeline_class, resolve_pipeline
 
     if not args.model:
         raise DiffsecError(f"--method {args.method} needs --model "
                            f"({'a StableDiffusionPipeline' if args.method == 'regen' else 'a DDPMPipeline'}"
                            " directory or hub id)")
     want = "StableDiffusionPipeline" if args.method == "regen" else "DDPMPipeline"
-    local = Path(args.model).exists()
-    cls = pipeline_class(args.model) if local else None
-    if local and cls is None:
-        raise DiffsecError(f"--model {args.model} is not a diffusers pipeline directory "
-                           "(no model_index.json, nor pipeline/model_index.json)")
+    cls = pipeline_class(args.model)  # None for a hub id; a local non-pipeline is an error
     if cls is not None and cls != want and not (args.method == "regen" and "StableDiffusion" in cls):
         raise DiffsecError(f"--model {args.model} is a {cls}; --method {args.method} needs a {want}")
-    path = resolve_model_dir(args.model)
+    path = resolve_pipeline(args.model)
     try:
         if args.method == "regen":
             from diffsec.models.t2i import load_pipeline

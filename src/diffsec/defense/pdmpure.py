@@ -15,28 +15,12 @@ is far below IF-II's 256 px, so fine detail above that resolution is lost.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 
 from diffsec.defense.images import batches, check_images, resize
 
 DEFAULT_T_STAR = 100  # 0.1 T: a small SDEdit strength
-
-
-def resolve_model_dir(name: str) -> str:
-    """A diffusers pipeline dir, an artifact dir holding one under `pipeline/`, or a hub id."""
-    p = Path(name)
-    if (p / "pipeline" / "model_index.json").is_file():
-        return str(p / "pipeline")
-    return str(p)
-
-
-def pipeline_class(name: str) -> str | None:
-    """`_class_name` of a local pipeline directory (None for hub ids)."""
-    f = Path(resolve_model_dir(name)) / "model_index.json"
-    return json.loads(f.read_text()).get("_class_name") if f.is_file() else None
 
 
 def pdmpure(images: np.ndarray, unet, scheduler, t_star: int = DEFAULT_T_STAR,
