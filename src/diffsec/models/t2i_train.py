@@ -130,7 +130,7 @@ def run_phase(world: World, phase: str, trainable: list, loss_fn: Callable, step
             d = min(ema_decay, (1 + step) / (10 + step))
             with torch.no_grad():
                 torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - d)
-        world.curves[phase].append(float(loss))
+        world.curves[phase].append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(world.curves[phase][-50:]):.4f}")
         if ckpt.due(step + 1) and step + 1 < steps:
