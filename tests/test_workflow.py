@@ -17,13 +17,15 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 # Rules call `diffsec` and the run ends with `dvc`: both live beside this interpreter.
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-             "--configfile", str(REPO / "workflow/configs/smoke.yaml"), "--cores", "2"]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
+SMOKE = REPO / "workflow/configs/smoke.yaml"
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True,
-                       env=ENV)
+def snakemake(workdir: Path, *args: str, check: bool = True, extra_config: Path | None = None
+              ) -> subprocess.CompletedProcess:
+    configs = ["--configfile", str(SMOKE), *([str(extra_config)] if extra_config else [])]
+    p = subprocess.run([*SNAKEMAKE, *configs, "--directory", str(workdir), *args], capture_output=True,
+                       text=True, env=ENV)
     if check and p.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
     return p
@@ -82,8 +84,10 @@ def test_second_dry_run_has_nothing_to_do(smoke_dir, mirror):
     assert "Nothing to be done" in p.stdout + p.stderr, p.stdout[-2000:]
 
 
-def test_world_hyperparameter_reruns_only_dependents(smoke_dir, mirror):
-    p = snakemake(smoke_dir, "-n", "--config", f"mirror={mirror}", 'worlds={"ddpm": {"lr": 0.002}}')
+def test_world_hyperparameter_reruns_only_dependents(smoke_dir, mirror, tmp_path):
+    override = tmp_path / "override.yaml"
+    override.write_text("worlds:\n  ddpm:\n    lr: 0.002\n")
+    p = snakemake(smoke_dir, "-n", "--config", f"mirror={mirror}", extra_config=override)
     jobs = planned_jobs(p.stdout)
     jobs.pop("all", None)
     assert set(jobs) == {"train_ddpm", "sample_ddpm", "fid_ddpm_vs_test", "table_worlds"}, jobs
