@@ -16,7 +16,7 @@ from diffsec.imageset import load_imageset, save_imageset  # noqa: E402
 MICRO = ["--vae-channels", "[8,8]", "--unet-channels", "[16,16]", "--unet-cross-attn", "[false,true]",
          "--text-hidden", "16", "--text-layers", "1", "--text-heads", "2",
          "--vae-batch", "4", "--unet-batch", "4", "--samples-per-class", "1", "--sample-steps", "2",
-         "--threads", "1", "--device", "cpu"]
+         "--vae-crop", "0", "--threads", "1", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")

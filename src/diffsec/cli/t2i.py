@@ -31,10 +31,14 @@ def register(sub) -> None:
     g.add_argument("--unet-cross-attn", type=json_arg, default=[False, True],
                    help="JSON bools: cross-attention to the text at each UNet level (mid always)")
     g.add_argument("--unet-layers", type=int, default=1, help="resnets per UNet level")
+    g.add_argument("--unet-text-time", type=int, choices=(0, 1), default=1,
+                   help="1: also add a pooled text vector to the timestep embedding")
     g = p.add_argument_group("training")
     g.add_argument("--vae-steps", type=int, default=1500)
     g.add_argument("--vae-batch", type=int, default=64)
     g.add_argument("--vae-lr", type=float, default=1e-3)
+    g.add_argument("--vae-crop", type=int, default=16,
+                   help="train the (fully convolutional) VAE on random crops of this size; 0 = whole")
     g.add_argument("--kl-weight", type=float, default=1e-3, help="KL weight per pixel vs. MSE")
     g.add_argument("--unet-steps", type=int, default=3000)
     g.add_argument("--unet-batch", type=int, default=128)
@@ -96,9 +100,10 @@ def run(args: argparse.Namespace) -> None:
                 vae=t2i.build_vae(args.vae_channels, args.vae_layers, args.latent_channels, size),
                 text=t2i.build_text_encoder(args.text_hidden, args.text_layers, args.text_heads),
                 unet=t2i.build_unet(args.unet_channels, args.unet_cross_attn, args.unet_layers,
-                                    args.latent_channels, size // down, args.text_hidden))
+                                    args.latent_channels, size // down, args.text_hidden,
+                                    text_time=bool(args.unet_text_time)))
             cfg = TrainConfig(vae_steps=args.vae_steps, vae_batch=args.vae_batch, vae_lr=args.vae_lr,
-                              kl_weight=args.kl_weight, unet_steps=args.unet_steps,
+                              vae_crop=args.vae_crop, kl_weight=args.kl_weight, unet_steps=args.unet_steps,
                               unet_batch=args.unet_batch, unet_lr=args.unet_lr,
                               ema_decay=args.ema_decay, cond_drop=args.cond_drop, seed=args.seed)
             with tempfile.TemporaryDirectory() as tmp:

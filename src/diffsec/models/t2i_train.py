@@ -104,15 +104,15 @@ def _lr(base: float, step: int, steps: int, warmup: int) -> float:
 def run_phase(world: World, phase: str, trainable: list, loss_fn: Callable, steps: int, lr: float,
               cfg: TrainConfig, ckpt: Checkpoint, state: dict | None, ema_decay: float = 0.0) -> None:
     """Optimise `trainable` modules for `steps`, resuming from `state` if it is this phase's."""
-    params = [p for m in trainable for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    params = [p for m in trainable for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
     gen = torch.Generator().manual_seed(cfg.seed + {"vae": 0, "unet": 1}[phase])
     ema = [p.detach().clone() for p in params] if ema_decay else None
     start = 0
     if state is not None and state["phase"] == phase and state["step"] > 0:
         opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])
-        ema = state["ema"] or ema
+        ema = [e.to(p.device) for e, p in zip(state["ema"], params)] or ema
         start = state["step"]
     for m in trainable:
         m.train()
@@ -155,9 +155,8 @@ def vae_loss_fn(vae, images: torch.Tensor, cfg: TrainConfig, device):
     def loss(gen):
         idx = torch.randint(0, n, (cfg.vae_batch,), generator=gen)
         i, j = torch.randint(0, size - crop + 1, (2,), generator=gen).tolist()
-        x = images[idx, i:i + crop, j:j + crop].permute(0, 3, 1, 2).float().div(127.5).sub(1)
         flip = torch.rand(cfg.vae_batch, generator=gen) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x).to(device)
+        x = _batch(images[:, i:i + crop, j:j + crop], idx, flip, device)
         post = vae.encode(x).latent_dist
         eps = torch.randn(post.mean.shape, generator=gen).to(device)
         rec = vae.decode(post.mean + post.std * eps).sample
@@ -167,16 +166,21 @@ def vae_loss_fn(vae, images: torch.Tensor, cfg: TrainConfig, device):
     return loss
 
 
+def _batch(images: torch.Tensor, idx: torch.Tensor, flip: torch.Tensor, device) -> torch.Tensor:
+    """uint8 NHWC rows -> float NCHW in [-1, 1], mirrored where `flip` (CIFAR's usual augmentation)."""
+    x = images[idx].permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x).to(device)
+
+
 @torch.no_grad()
-def encode_posteriors(vae, images: torch.Tensor, device, batch: int = 500):
-    """Posterior mean and std of every image (the UNet stage samples from them each step)."""
-    means, stds = [], []
-    for i in tqdm(range(0, len(images), batch), desc="encode latents", mininterval=5):
-        x = images[i:i + batch].permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
-        post = vae.encode(x).latent_dist
-        means.append(post.mean.cpu())
-        stds.append(post.std.cpu())
-    return torch.cat(means), torch.cat(stds)
+def latent_scale(vae, images: torch.Tensor, device, seed: int, n: int = 2000) -> float:
+    """1 / std of posterior samples of `n` images: SD's scaling_factor, for unit-variance latents."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(images), generator=g)[:n]
+    z = torch.cat([vae.encode(_batch(images, i, torch.zeros(len(i), dtype=torch.bool), device))
+                   .latent_dist.sample(g).cpu()
+                   for i in idx.split(500)])
+    return float(1.0 / z.std())
 
 
 def caption_table(tokenizer, class_names, templates):
@@ -187,19 +191,27 @@ def caption_table(tokenizer, class_names, templates):
     return ids, len(templates)
 
 
-def unet_loss_fn(world: World, scheduler, mean, std, labels, ids, n_templates, cfg, device):
-    """Epsilon MSE with min-SNR-gamma weights; captions dropped to '' at rate cond_drop (for CFG)."""
+def unet_loss_fn(world: World, scheduler, images, labels, ids, n_templates, cfg, device):
+    """Epsilon MSE with min-SNR-gamma weights; captions dropped to '' at rate cond_drop (for CFG).
+
+    Latents are encoded per batch (a posterior sample, like SD): a short run sees fewer images
+    than the data set holds, so this costs less than encoding everything up front, and flips
+    come for free.
+    """
     ac = scheduler.alphas_cumprod
     snr = ac / (1 - ac)
     weight = (snr.clamp(max=cfg.snr_gamma) / snr).float() if cfg.snr_gamma else torch.ones_like(snr)
     labels = torch.as_tensor(labels)
     scale = world.vae.config.scaling_factor
-    n = len(mean)
+    n = len(images)
 
     def loss(gen):
         b = cfg.unet_batch
         idx = torch.randint(0, n, (b,), generator=gen)
-        z = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scale
+        with torch.no_grad():
+            post = world.vae.encode(_batch(images, idx, torch.rand(b, generator=gen) < 0.5, device))
+        eps = torch.randn(post.latent_dist.mean.shape, generator=gen)
+        z = (post.latent_dist.mean.cpu() + post.latent_dist.std.cpu() * eps) * scale
         noise = torch.randn(z.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=gen)
         cap = labels[idx] * n_templates + torch.randint(0, n_templates, (b,), generator=gen)
@@ -228,16 +240,16 @@ def train_world(world: World, tokenizer, scheduler, images: np.ndarray, labels: 
     if phase == "vae":
         run_phase(world, "vae", [world.vae], vae_loss_fn(world.vae, images, cfg, device),
                   cfg.vae_steps, cfg.vae_lr, cfg, ckpt, state=state)
-    mean, std = encode_posteriors(world.vae, images, device)
+    world.vae.eval().requires_grad_(False)
     if phase == "vae":
         # SD's convention: scale latents to unit variance and keep the factor in the VAE config.
-        g = torch.Generator().manual_seed(cfg.seed)
-        sample = mean[:5000] + std[:5000] * torch.randn(mean[:5000].shape, generator=g)
-        world.vae.register_to_config(scaling_factor=float(1.0 / sample.std()))
+        world.vae.register_to_config(scaling_factor=latent_scale(world.vae, images, device, cfg.seed))
         ckpt.save(world.state("unet"))  # a run killed from here on skips stage 1
         state = None
-    world.vae.requires_grad_(False)
+    # Token embeddings stay at their random init (as SD keeps CLIP's frozen): the few caption
+    # words are distinct anyway, and a dense 49408-row Adam update would cost a lot each step.
+    world.text.get_input_embeddings().requires_grad_(False)
     ids, n_templates = caption_table(tokenizer, class_names, cfg.templates)
-    loss = unet_loss_fn(world, scheduler, mean, std, labels, ids, n_templates, cfg, device)
+    loss = unet_loss_fn(world, scheduler, images, labels, ids, n_templates, cfg, device)
     run_phase(world, "unet", [world.text, world.unet], loss, cfg.unet_steps, cfg.unet_lr, cfg,
               ckpt, state=state, ema_decay=cfg.ema_decay)
