@@ -1,5 +1,6 @@
 # diffsec: one DAG reproducing five papers on the security of diffusion models.
 # Run: snakemake --cores 2 [target]    (profile workflow/profiles/default is picked up automatically)
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +29,8 @@ except DiffsecError as e:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/poison.smk"
+include: "workflow/rules/personalize.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/tables.smk"
 
@@ -46,4 +49,5 @@ rule all:
     default_target: True
     input:
         "results/tables/worlds.csv",
+        expand("results/tables/{table}.csv", table=TABLES),
         "results/data/dreambooth",

@@ -298,3 +298,29 @@ def test_cli_end_to_end(model_dir, tmp_path):
     assert main(["train-ti", "--model", str(model_dir), "--runs", str(tmp_path / "bad.json"),
                  "--steps", "2", "--out", str(tmp_path / "bad"), *common]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_sets_grid_train_and_eval(model_dir, tmp_path):
+    """train-ti --sets: one run per (concept, set), tagged; eval-ti reads the tags back."""
+    from safetensors.torch import load_file
+
+    from diffsec.cli.main import main
+    from diffsec.imageset import save_imageset
+
+    meta = dict(masks=MASKS.astype(np.uint8), concept=np.array(["dog", "dog", "can"]),
+                class_name=np.array(["dog", "dog", "can"]))
+    clean = save_imageset(tmp_path / "clean.npz", IMAGES, **meta)
+    shifted = save_imageset(tmp_path / "adm.npz", (IMAGES.astype(int) + 8).clip(0, 255).astype(np.uint8), **meta)
+    out, common = tmp_path / "ti", ["--threads", "1", "--device", "cpu"]
+    assert main(["train-ti", "--model", str(model_dir), "--sets", f"clean={clean}", f"adm+={shifted}",
+                 "--concepts", "dog", "--masks-from", str(clean), "--sampler", "high:500",
+                 "--objective", "lm", "--dilation", "16", "--steps", "2", "--out", str(out), *common]) == 0
+    assert set(load_file(str(out / "embeddings.safetensors"))) == {"dog-clean", "dog-adm+"}
+    runs = {r["name"]: r for r in json.loads((out / "runs.json").read_text())}
+    assert runs["dog-adm+"]["tags"] == {"concept": "dog", "set": "adm+"}
+    assert runs["dog-adm+"]["indices"] == [0, 1] and runs["dog-clean"]["objective"] == "lm"
+    # neither or both of --runs / --sets, and a malformed set: one-line errors, nothing written
+    assert main(["train-ti", "--model", str(model_dir), "--steps", "2", "--out", str(tmp_path / "x"), *common]) == 2
+    assert main(["train-ti", "--model", str(model_dir), "--sets", "clean", "--steps", "2",
+                 "--out", str(tmp_path / "x"), *common]) == 2
+    assert not (tmp_path / "x").exists()

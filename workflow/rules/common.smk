@@ -58,3 +58,78 @@ def backbone_inputs(wildcards):
 def backbone_flags(wildcards, input):
     weights = input.backbone if input.backbone else METRICS["backbone_weights"]
     return flags(backbone=METRICS["backbone"], backbone_weights=weights)
+
+
+# ---- SZT (paper 004): training sets, defenses, and the flags of their stages ----
+from diffsec.paper.szt import TABLES, defenses_of, sets_of
+
+SZT = config["szt"]
+POISONS = SZT["poisons"]
+SETS = ["clean", *POISONS]
+PURIFIERS = ["jpeg", "regen", "pdmpure", "advclean"]
+CONCEPTS_NPZ = "results/data/szt-concepts/concepts.npz"
+
+
+def set_dir(name, purifier="none"):
+    """The artifact directory holding training set `name` after `purifier`."""
+    if purifier != "none":
+        return f"results/purify/{purifier}/{name}"
+    return "results/data/szt-concepts" if name == "clean" else f"results/poison/{name}"
+
+
+def set_npz(name, purifier="none"):
+    return f"{set_dir(name, purifier)}/{'concepts' if (name, purifier) == ('clean', 'none') else 'images'}.npz"
+
+
+def _purifier_model(wildcards):
+    return {"regen": "results/models/t2i-cifar10", "pdmpure": "results/models/ddpm-cifar10"}.get(
+        wildcards.purifier, [])
+
+
+# A defense trains the sets of the tables that show it (src/diffsec/paper/szt.py), so the
+# timestep-ablation defenses skip SDS+/-/DA, as the paper's Tables 6-8 do.
+DEFENSES = SZT["defenses"]
+_missing = sorted({d for t in TABLES for d in defenses_of(t)} - set(DEFENSES))
+if _missing:
+    sys.exit(f"config error: szt.defenses: the tables need defenses {_missing}")
+DEFENSE_SETS = {}
+for _t in TABLES:
+    for _d in defenses_of(_t):
+        DEFENSE_SETS.setdefault(_d, set()).update(sets_of(_t))
+for _d in DEFENSES:  # a defense no table shows still trains every set
+    DEFENSE_SETS.setdefault(_d, set(SETS))
+DEFENSE_SETS = {d: [s for s in SETS if s in v] for d, v in DEFENSE_SETS.items()}
+FIG = SZT["figures"]
+SZT_FIGURES = [f"results/figures/szt/{f}" for f in ("perturbations", "loss-per-t", "ti-grid", "ssm")]
+
+
+def _purifier(defense):
+    return DEFENSES[defense].get("purify", "none")
+
+
+def ti_sets(wildcards):
+    return [set_dir(s, _purifier(wildcards.defense)) for s in DEFENSE_SETS[wildcards.defense]]
+
+
+def ti_flags(wildcards):
+    d, p = DEFENSES[wildcards.defense], _purifier(wildcards.defense)
+    sets = " ".join(f"{s}={set_npz(s, p)}" for s in DEFENSE_SETS[wildcards.defense])
+    rest = flags(masks_from=CONCEPTS_NPZ, sampler=d.get("sampler"), objective=d.get("objective"),
+                 dilation=d.get("dilation"), **SZT["ti"])
+    return f"--sets {sets} {rest}"
+
+
+def _szt_backbone(wildcards):
+    m = SZT["metrics"]["backbone"]
+    return f"results/models/{m}" if m in ("resnet56-cifar10", "resnet20-cifar10") else []
+
+
+def _clip_model(wildcards):
+    return "results/models/clip-cifar10" if SZT["metrics"]["clip_backbone"] == "clip-tiny" else []
+
+
+def eval_ti_flags(wildcards, input):
+    m = SZT["metrics"]
+    return flags(backbone=m["backbone"], backbone_weights=input.backbone or m.get("backbone_weights"),
+                 fid_backbone=m.get("fid_backbone"), fid_weights=m.get("fid_weights"),
+                 clip_backbone=m["clip_backbone"], clip_weights=input.clip or m.get("clip_weights"))

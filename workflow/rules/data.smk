@@ -101,3 +101,34 @@ rule prepare_dreambooth:
         CONDA_ENV
     shell:
         "diffsec prepare-dreambooth --source {input.source} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
+
+
+rule prepare_szt_concepts:
+    # The SZT slice's subjects: the DreamBooth set restricted to szt.concepts ([] = all ten), so
+    # poisons and purifiers only touch the images that are learned.
+    output:
+        report(
+            directory("results/data/szt-concepts"),
+            patterns=["{name}.png"],
+            category="szt",
+            caption="../report/dreambooth.rst",
+        ),
+    input:
+        source="results/sources/dreambooth10",
+        code=code("cli/data.py", "data/dreambooth.py", "data/masks.py", "imageset.py"),
+    params:
+        run=RUN,
+        flags=flags(**DATA_CFG["dreambooth"]),
+        concepts=" ".join(config["szt"]["concepts"]),
+    threads: 1
+    resources:
+        gpu=1 if DATA_CFG["dreambooth"]["masker"] == "sam" else 0,
+    log:
+        "logs/prepare_szt_concepts.log",
+    benchmark:
+        "benchmarks/prepare_szt_concepts.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "diffsec prepare-dreambooth --source {input.source} {params.flags} --concepts {params.concepts} "
+        "--out {output} {params.run} --threads {threads} > {log} 2>&1"

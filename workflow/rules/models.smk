@@ -110,3 +110,32 @@ rule classifier_resnet:
     shell:
         "diffsec classifier-resnet --arch {wildcards.arch} --weights {input.weights}/{wildcards.arch}-*.th "
         "--testset {input.data}/test.npz --out {output} {params.run} --threads {threads} > {log} 2>&1"
+
+
+rule train_clip:
+    # The tiny profile's CLIP-score model: no pretrained CLIP is reachable offline.
+    output:
+        report(
+            directory("results/models/clip-cifar10"),
+            patterns=["{name}.png"],
+            category="worlds",
+            caption="../report/clip.rst",
+        ),
+    input:
+        data="results/data/cifar10",
+        code=code("cli/clip.py", "models/clip_tiny.py", "models/clip_train.py"),
+    params:
+        run=RUN,
+        flags=flags(**WORLDS["clip"]),
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        "logs/train_clip.log",
+    benchmark:
+        "benchmarks/train_clip.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "diffsec train-clip --data {input.data}/train.npz --test {input.data}/test.npz {params.flags} "
+        "--out {output} {params.run} --threads {threads} > {log} 2>&1"

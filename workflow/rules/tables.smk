@@ -25,3 +25,28 @@ rule table_worlds:
         "diffsec table-worlds --resnet {input.resnet} --mnist {input.mnist} --ddpm-fid {input.ddpm_fid} "
         "--train-fid {input.train_fid} --t2i-class {input.t2i_class} --profile {params.profile} --seed {params.seed} "
         "--out {output.csv} > {log} 2>&1"
+
+
+rule table_szt:
+    output:
+        csv="results/tables/{table}.csv",
+        md="results/tables/{table}.md",
+    input:
+        metrics=lambda w: expand("results/metrics/szt/{defense}", defense=defenses_of(w.table)),
+        # the main table's figures come with it, so `snakemake results/tables/szt.csv` gives both
+        figures=lambda w: SZT_FIGURES if w.table == "szt" else [],
+        code=code("cli/tables.py", "tables.py", "paper/__init__.py", "paper/szt.py", "paper/szt.csv"),
+    params:
+        profile=PROFILE,
+        seed=SEED,
+    wildcard_constraints:
+        table="|".join(TABLES),
+    log:
+        "logs/table_{table}.log",
+    benchmark:
+        "benchmarks/table_{table}.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "diffsec table-szt --table {wildcards.table} --metrics {input.metrics} --profile {params.profile} "
+        "--seed {params.seed} --out {output.csv} > {log} 2>&1"

@@ -39,3 +39,18 @@ def json_arg(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({e.msg})") from None
+
+
+def named_paths(items: list[str], flag: str) -> dict[str, str]:
+    """NAME=PATH arguments -> {name: path}, in order; a malformed or repeated name is an error."""
+    from diffsec.errors import DiffsecError
+
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise DiffsecError(f"{flag}: expected NAME=PATH, got {item!r}")
+        if name in out:
+            raise DiffsecError(f"{flag}: {name!r} given twice")
+        out[name] = path
+    return out

@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="grabcut: OpenCV GrabCut, no weights; sam: segment-anything (default: grabcut)")
     p.add_argument("--sam-checkpoint", default=None, help="SAM weights file (needed by --masker sam)")
     p.add_argument("--sam-model-type", default="vit_h", help="vit_h | vit_l | vit_b (default: vit_h)")
+    p.add_argument("--concepts", nargs="*", default=[], help="only these subjects (default: all ten)")
     p.add_argument("--out", required=True, help="artifact directory to write")
     add_common(p)
     p.set_defaults(func=prepare_dreambooth)
@@ -166,7 +167,7 @@ def prepare_dreambooth(args: argparse.Namespace) -> None:
         if args.masker == "sam":
             art.add_input("sam_checkpoint", args.sam_checkpoint)
             art.device = str(device)
-        d = prepare(archive, args.resolution, args.images_per_concept, masker)
+        d = prepare(archive, args.resolution, args.images_per_concept, masker, args.concepts or None)
         save_imageset(art.file("concepts.npz"), d["images"], masks=d["masks"], concept=d["concept"],
                       class_name=d["class_name"], source_file=d["file"])
         art.file("prompts.json").write_text(json.dumps(d["prompts"], indent=2))

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from diffsec.models.pipelines import resolve_pipeline
-from diffsec.cli.common import add_common, json_arg, params_of, setup
+from diffsec.cli.common import add_common, json_arg, named_paths, params_of, setup
 
 
 def register(sub) -> None:
@@ -17,8 +17,19 @@ def register(sub) -> None:
         "image/timestep/noise draws, losses and AdamW state. Writes embeddings.safetensors "
         "(keyed by run name), runs.json, loss.csv and loss.png.")
     p.add_argument("--model", required=True, help="SD pipeline dir, a train-t2i artifact, or a hub id")
-    p.add_argument("--runs", type=Path, required=True, help="run spec: JSON list (see personalize/runs.py)")
     p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+    src = p.add_argument_group("runs: a JSON spec, or one defense over a grid of sets x concepts")
+    src.add_argument("--runs", type=Path, help="run spec: JSON list (see personalize/runs.py)")
+    src.add_argument("--sets", nargs="+", metavar="NAME=PATH",
+                     help="training sets, e.g. clean=concepts.npz adm+=poison/adm+/images.npz; "
+                     "one run per (concept, set), named <concept>-<set>")
+    src.add_argument("--concepts", nargs="*", default=[],
+                     help="with --sets: concepts to learn (default: every concept of the first set)")
+    src.add_argument("--masks-from", default=None, help="with --sets: image set holding the masks")
+    src.add_argument("--sampler", default="uniform", help="with --sets: timestep sampler spec "
+                     "(uniform, high:500, low:300, power:2, tanh:5)")
+    src.add_argument("--objective", default="nominal", help="with --sets: nominal | lm | im | lim | zm")
+    src.add_argument("--dilation", type=int, default=0, help="with --sets: mask dilation, px at 512")
     p.add_argument("--steps", type=int, default=5000, help="steps per run (paper: 5000; CC101: 2500)")
     p.add_argument("--lr", type=float, default=5e-4, help="constant learning rate (paper: 5e-4)")
     p.add_argument("--weight-decay", type=float, default=1e-2,
@@ -61,6 +72,7 @@ def register(sub) -> None:
     p.add_argument("--clean", type=Path, required=True, help="image set holding the clean image")
     p.add_argument("--poisoned", type=Path, default=None, help="image set of the poisoned images (same rows)")
     p.add_argument("--index", type=int, default=0, help="row of the image in the image sets")
+    p.add_argument("--concept", default=None, help="use the first row of this concept instead of --index")
     p.add_argument("--prompt", default="a {} laying on top of a grass covered field",
                    help="prompt with {} for the token (the paper's Fig. 3 prompt)")
     p.add_argument("--timesteps", type=json_arg, default=[100, 300, 500, 700, 900], help="JSON list")
@@ -97,6 +109,30 @@ def _inputs(model: str, files: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _runs_of(args: argparse.Namespace):
+    """The validated runs of `--runs` or of the `--sets` grid, and the files they read."""
+    import numpy as np
+
+    from diffsec.errors import DiffsecError
+    from diffsec.imageset import load_imageset
+    from diffsec.personalize.runs import grid_specs, load_runs, parse_runs
+
+    if (args.runs is None) == (args.sets is None):
+        raise DiffsecError("give either --runs or --sets")
+    if args.runs is not None:
+        return load_runs(args.runs, args.seed)
+    sets = named_paths(args.sets, "--sets")
+    concepts = args.concepts
+    if not concepts:
+        first = load_imageset(next(iter(sets.values())))
+        if "concept" not in first:
+            raise DiffsecError(f"--sets: {next(iter(sets.values()))} has no 'concept' array")
+        concepts = list(dict.fromkeys(np.asarray(first["concept"]).astype(str)))
+    specs = grid_specs(sets, concepts, args.masks_from, sampler=args.sampler,
+                       objective=args.objective, dilation=args.dilation)
+    return parse_runs(specs, args.seed)
+
+
 def train(args: argparse.Namespace) -> None:
     import json
     import time
@@ -106,7 +142,6 @@ def train(args: argparse.Namespace) -> None:
     from diffsec.artifact import artifact_dir
     from diffsec.errors import DiffsecError
     from diffsec.models.t2i_train import Checkpoint
-    from diffsec.personalize.runs import load_runs
     from diffsec.personalize.textual_inversion import (TIConfig, train_textual_inversion,
                                                        write_loss_curves)
     from diffsec.personalize.tokens import save_embeddings
@@ -115,11 +150,11 @@ def train(args: argparse.Namespace) -> None:
     _positive(steps=args.steps, lr=args.lr)
     if args.ckpt_every < 0 or args.weight_decay < 0:
         raise DiffsecError("--ckpt-every and --weight-decay must be >= 0")
-    runs, files = load_runs(args.runs, args.seed)
+    runs, files = _runs_of(args)
     model = resolve_pipeline(args.model)
     device = setup(args)
     pipe = _load(model)
-    inputs = _inputs(model, {"runs": str(args.runs), **files})
+    inputs = _inputs(model, {**({"runs": str(args.runs)} if args.runs else {}), **files})
     cfg = TIConfig(steps=args.steps, lr=args.lr, weight_decay=args.weight_decay)
     ckpt = Checkpoint(args.out.with_name(args.out.name + ".ckpt"), args.ckpt_every)
     bar = tqdm(total=args.steps, desc=f"train-ti ({len(runs)} runs)", unit=" step")
@@ -227,6 +262,12 @@ def ssm(args: argparse.Namespace) -> None:
     if args.run not in after:
         raise DiffsecError(f"--run {args.run!r} is not in {args.embeddings} ({sorted(after)})")
     images = {}
+    if args.concept is not None:
+        concepts = load_imageset(args.clean).get("concept")
+        rows = np.flatnonzero(concepts.astype(str) == args.concept) if concepts is not None else []
+        if not len(rows):
+            raise DiffsecError(f"--concept {args.concept!r}: no such rows in {args.clean}")
+        args.index = int(rows[0])
     for label, path in (("clean", args.clean), ("poisoned", args.poisoned)):
         if path is not None:
             data = load_imageset(path)

@@ -22,6 +22,17 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="CSV path (a .md is written beside it)")
     p.set_defaults(func=run_worlds)
 
+    p = sub.add_parser("table-szt", help="one SZT table (szt, szt_timestep, szt_masking, szt_dilation)",
+                       description="Fill one of the SZT paper's tables from eval-ti artifacts, one per "
+                       "defense column, with the paper's number beside each cell.")
+    p.add_argument("--table", required=True, choices=("szt", "szt_timestep", "szt_masking", "szt_dilation"))
+    p.add_argument("--metrics", type=Path, nargs="+", required=True,
+                   help="eval-ti artifacts; each one's label names its defense")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="CSV path (a .md is written beside it)")
+    p.set_defaults(func=run_szt)
+
 
 def _load(path: Path, name: str) -> dict:
     from diffsec.errors import DiffsecError
@@ -61,3 +72,44 @@ def run_worlds(args: argparse.Namespace) -> None:
 def _top1(ev: dict):
     """akamaster reports top-1 in percent on the original (PNG) CIFAR-10 test set."""
     return ev["reported_top1"] / 100 if ev.get("reported_top1") else ""
+
+
+def run_szt(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from diffsec.errors import DiffsecError
+    from diffsec.paper import paper_values
+    from diffsec.paper.szt import METRICS, POISON_AVG, ROWS, TABLES
+    from diffsec.tables import Cell, write_table
+
+    shape, paper = TABLES[args.table], paper_values("szt")
+    by_defense = {}
+    for d in args.metrics:
+        m = _load(d, "metrics.json")
+        by_defense[m["label"]] = m
+    cells = []
+    for col, defense in shape["columns"].items():
+        if defense not in by_defense:
+            raise DiffsecError(f"table {args.table}: no eval-ti artifact for defense {defense!r} "
+                               f"(column {col}); got {sorted(by_defense)}")
+        m = by_defense[defense]
+        for metric in METRICS:
+            poisons = []
+            for row in shape["rows"]:
+                per = m["per_set"].get(ROWS[row])
+                if per is None:
+                    raise DiffsecError(f"defense {defense!r} has no runs on set {ROWS[row]!r}")
+                if row != "Clean":
+                    poisons.append(per)
+                cells.append(Cell(table=args.table, row=row, column=col, metric=metric,
+                                  backbone=m["backbones"][metric], value=per[metric],
+                                  paper_value=paper.get((args.table, row, col, metric), ""),
+                                  profile=args.profile, n_samples=per["n_generated"], seed=args.seed))
+            if len(poisons) == 6:  # the paper averages the six poisons
+                cells.append(Cell(table=args.table, row=POISON_AVG, column=col, metric=metric,
+                                  backbone=m["backbones"][metric],
+                                  value=float(np.mean([p[metric] for p in poisons])),
+                                  paper_value=paper.get((args.table, POISON_AVG, col, metric), ""),
+                                  profile=args.profile, n_samples=sum(p["n_generated"] for p in poisons),
+                                  seed=args.seed))
+    write_table(cells, args.out)

@@ -91,8 +91,9 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 
 def prepare_dreambooth(archive: str | os.PathLike, resolution: int, per_concept: int,
-                       masker: Callable[[np.ndarray], np.ndarray]) -> dict:
-    """Images, masks and names for every subject (its first `per_concept` files, sorted).
+                       masker: Callable[[np.ndarray], np.ndarray], only: list[str] | None = None) -> dict:
+    """Images, masks and names for every subject, or the subjects in `only` (each its first
+    `per_concept` files, sorted).
 
     `masker` maps a full-resolution square crop to a boolean object mask of the same size;
     the mask is made before downsizing so small resolutions still get clean edges.
@@ -100,6 +101,10 @@ def prepare_dreambooth(archive: str | os.PathLike, resolution: int, per_concept:
     src = read_archive(archive)
     classes, object_prompts, live_prompts = parse_prompts(src.texts["prompts_and_classes.txt"])
     concepts = sorted(src.images)
+    unknown = sorted(set(only or []) - set(concepts))
+    if unknown:
+        raise DiffsecError(f"no DreamBooth subjects {unknown}; the archive has {concepts}")
+    concepts = [c for c in concepts if not only or c in only]
     missing = [c for c in concepts if c not in classes]
     if missing:
         raise DiffsecError(f"prompts_and_classes.txt has no class for subjects {missing}")

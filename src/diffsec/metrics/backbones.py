@@ -197,12 +197,26 @@ class ClipBackbone(FeatureBackbone):
         return np.concatenate(out)
 
 
+def clip_tiny_backbone(weights: str | os.PathLike | None = None, device="cpu",
+                       name: str | None = None) -> ClipBackbone:
+    """The tiny profile's CLIP: an artifact directory of `diffsec train-clip`
+    (model.safetensors + config.json), named by its config (e.g. `clip-tiny-cifar10`)."""
+    from diffsec.models import clip_tiny
+
+    if weights is None:
+        raise DiffsecError("the clip-tiny backbone needs weights= (a `diffsec train-clip` directory)")
+    cfg = clip_tiny.load_config(weights)
+    return ClipBackbone(model=clip_tiny.load(weights, device), tokenizer=clip_tiny.tokenizer(),
+                        device=device, name=name or cfg["name"])
+
+
 BACKBONES = {
     "resnet20-cifar10": partial(ResNetCifarBackbone, arch="resnet20"),
     "resnet56-cifar10": partial(ResNetCifarBackbone, arch="resnet56"),
     "inception-clean-fid": InceptionCleanFID,
     "dinov2": DinoV2Backbone,
     "clip": ClipBackbone,
+    "clip-tiny": clip_tiny_backbone,
 }
 
 

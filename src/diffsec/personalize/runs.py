@@ -12,7 +12,8 @@
       "norm": "all",                         masked-loss normalisation (default "all")
       "masks_from": "data/concepts.npz",     where `masks` are, same rows (default: "images")
       "flip_p": 0.5,                         horizontal-flip probability (default 0.5)
-      "token": "<backpack-adm-szt>"}]        default "<name>"
+      "token": "<backpack-adm-szt>",         default "<name>"
+      "tags": {"concept": "backpack", "set": "adm+"}}]   free labels kept in runs.json
 
 Relative paths are read from the current directory, like every other CLI path. Runs with the
 same seed make the same random draws (image order, flips, templates, timesteps, noise): common
@@ -33,7 +34,7 @@ import numpy as np
 from diffsec.errors import DiffsecError
 
 FIELDS = {"name", "images", "concept", "indices", "class", "sampler", "objective", "dilation",
-          "seed", "norm", "masks_from", "flip_p", "token"}
+          "seed", "norm", "masks_from", "flip_p", "token", "tags"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
 
@@ -52,6 +53,7 @@ class TIRun:
     norm: str = "all"
     flip_p: float = 0.5
     token: str = ""
+    tags: dict = field(default_factory=dict)  # labels for the evaluation (concept, set), untouched
     source: dict = field(default_factory=dict)  # where the data came from, for the manifest
 
     def __post_init__(self):
@@ -162,7 +164,7 @@ def parse_runs(specs, default_seed: int = 0) -> tuple[list[TIRun], dict[str, str
                         objective=str(spec.get("objective", "nominal")),
                         dilation=int(spec.get("dilation", 0)), seed=int(spec.get("seed", default_seed)),
                         norm=str(spec.get("norm", "all")), flip_p=float(spec.get("flip_p", 0.5)),
-                        token=str(spec.get("token", "")),
+                        token=str(spec.get("token", "")), tags=dict(spec.get("tags", {})),
                         source={"images": os.fspath(spec["images"]), "indices": idx.tolist(),
                                 **({"masks_from": os.fspath(spec["masks_from"])}
                                    if "masks_from" in spec else {})})
@@ -185,3 +187,25 @@ def load_runs(path: str | os.PathLike, default_seed: int = 0) -> tuple[list[TIRu
     except json.JSONDecodeError as e:
         raise DiffsecError(f"run spec {p}: not valid JSON ({e.msg}, line {e.lineno})") from None
     return parse_runs(specs, default_seed)
+
+
+def grid_specs(sets: dict[str, str], concepts: list[str], masks_from: str | None = None,
+               **settings) -> list[dict]:
+    """Run specs for every (concept, training set) pair under one defense: the shape of the SZT
+    tables, where a stage trains one defense on the clean set and every poisoned set at once.
+
+    `sets` maps a set name (clean, adm+, ...) to its image file; every set holds the same rows
+    (a poison or purifier keeps the row order), so `masks_from` (the clean set) serves them all.
+    Runs are named `<concept>-<set>`; `settings` (sampler, objective, dilation, seed, ...) are
+    copied into every spec. All runs share the seed, so the clean and poisoned runs of a concept
+    see the same draws (paired comparison).
+    """
+    specs = []
+    for concept in concepts:
+        for set_name, path in sets.items():
+            spec = {"name": f"{concept}-{set_name}", "images": path, "concept": concept,
+                    "tags": {"concept": concept, "set": set_name}, **settings}
+            if masks_from:
+                spec["masks_from"] = masks_from
+            specs.append(spec)
+    return specs

@@ -1,0 +1,84 @@
+"""`diffsec eval-ti`: DINO-style similarity, FID and CLIP score of textual-inversion samples."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diffsec.cli.common import add_common, params_of, setup
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "eval-ti", help="SZT metrics of textual-inversion samples (per run, per training set)",
+        description="For every run of a train-ti artifact: similarity of its generated images to "
+        "the concept's CLEAN training images (mean pairwise cosine of backbone features, the "
+        "paper's DINO similarity), FID between the same two sets, and CLIP score of each image "
+        "against its prompt with the token removed. Then the mean over concepts per training set. "
+        "Writes metrics.json.")
+    p.add_argument("--generated", type=Path, required=True, help="generate-ti artifact directory")
+    p.add_argument("--embeddings", type=Path, required=True, help="train-ti artifact directory (runs.json)")
+    p.add_argument("--clean", type=Path, required=True, help="the clean concept image set the runs index")
+    p.add_argument("--prompts", type=Path, required=True, help="the prompt templates generate-ti used")
+    p.add_argument("--label", default="", help="name of the defense, stored in metrics.json")
+    p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+    g = p.add_argument_group("backbones (registry names; the tables record them)")
+    g.add_argument("--backbone", default="resnet56-cifar10", help="similarity backbone (paper: dinov2)")
+    g.add_argument("--backbone-weights", default="", help="its weights (file, dir or hub id)")
+    g.add_argument("--fid-backbone", default="", help="FID backbone (default: the similarity backbone)")
+    g.add_argument("--fid-weights", default="")
+    g.add_argument("--clip-backbone", default="clip-tiny", help="CLIP model for the CLIP score")
+    g.add_argument("--clip-weights", default="", help="its weights: a train-clip dir (clip-tiny) or MODEL:PRETRAINED (clip, e.g. ViT-L-14:openai)")
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def _backbone(name: str, weights: str, device):
+    from diffsec.metrics import get_backbone
+
+    kw = {"device": str(device)}
+    if name == "clip" and weights:  # open_clip names a model and its weights: "ViT-L-14:openai"
+        kw["model_name"], _, kw["pretrained"] = weights.partition(":")
+    elif weights:
+        kw["weights" if name != "dinov2" else "source"] = weights
+    return get_backbone(name, **kw)
+
+
+def run(args: argparse.Namespace) -> None:
+    import json
+
+    from tqdm import tqdm
+
+    from diffsec.artifact import artifact_dir
+    from diffsec.errors import DiffsecError
+    from diffsec.imageset import load_imageset
+    from diffsec.personalize.evaluate import average_over_concepts, evaluate_runs
+    from diffsec.personalize.generate import load_templates
+
+    runs_file, gen_file = args.embeddings / "runs.json", args.generated / "images.npz"
+    for f in (runs_file, gen_file, args.clean):
+        if not f.is_file():
+            raise DiffsecError(f"{f} is missing: is it a finished artifact?")
+    runs = json.loads(runs_file.read_text())
+    generated, clean = load_imageset(gen_file), load_imageset(args.clean)
+    missing = {"images", "run", "template", "class_name"} - set(generated)
+    if missing:
+        raise DiffsecError(f"{gen_file}: no arrays {sorted(missing)} (not a generate-ti output?)")
+    templates = load_templates(args.prompts)
+    device = setup(args)
+    sim = _backbone(args.backbone, args.backbone_weights, device)
+    fidb = _backbone(args.fid_backbone, args.fid_weights, device) if args.fid_backbone else sim
+    clip = _backbone(args.clip_backbone, args.clip_weights, device)
+    with tqdm(total=len(runs), desc="eval-ti", unit=" run") as bar:
+        per_run = evaluate_runs(generated, runs, clean, templates, sim, fidb, clip, bar.update)
+    per_set = average_over_concepts(per_run)
+    with artifact_dir(args.out, "eval-ti", params_of(args)) as art:
+        art.device = str(device)
+        for k, f in (("generated", gen_file), ("runs", runs_file), ("clean", args.clean),
+                     ("prompts", args.prompts)):
+            art.add_input(k, f)
+        metrics = {"label": args.label, "backbones": {"dino": sim.name, "fid": fidb.name, "clip_score": clip.name},
+                   "per_set": per_set, "per_run": per_run}
+        art.file("metrics.json").write_text(json.dumps(metrics, indent=2))
+        art.extra.update(per_set=per_set)
+    print(f"eval-ti: {len(per_run)} runs, sets {sorted(per_set)} -> {args.out}")
