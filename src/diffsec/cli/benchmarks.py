@@ -14,6 +14,18 @@ def register(sub) -> None:
     p.add_argument("dir", type=Path, nargs="?", default=Path("benchmarks"))
     p.set_defaults(func=run)
 
+    p = sub.add_parser("bench-ti", help="batched textual-inversion throughput (run-steps/s) vs runs per batch",
+                       description="Time train-ti steps with R runs per batch (R=1 is one run at a time) on a "
+                       "T2I pipeline and a concept set with masks; prints a Markdown table and writes JSON.")
+    p.add_argument("--model", required=True, help="SD pipeline dir or train-t2i artifact")
+    p.add_argument("--images", type=Path, required=True, help="concept set (prepare-dreambooth concepts.npz)")
+    p.add_argument("--runs", type=int, nargs="+", default=[1, 4, 16, 64], help="batch sizes R")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per R (after 3 warm-up steps)")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads, 0 = library default")
+    p.set_defaults(func=run_ti)
+
 
 def rows(directory: Path) -> list[tuple[str, float, float, float]]:
     out = []
@@ -44,3 +56,27 @@ def run(args: argparse.Namespace) -> None:
     for name, s, rss, load in sorted(table, key=lambda t: -t[1]):
         print(f"| {name} | {s:.1f} | {rss:.0f} | {load:.0f} |")
     print(f"| **total (sequential)** | {sum(t[1] for t in table):.1f} | | |")
+
+
+def run_ti(args: argparse.Namespace) -> None:
+    import json
+
+    import torch
+
+    from diffsec.imageset import load_imageset
+    from diffsec.models.pipelines import resolve_pipeline
+    from diffsec.models.t2i import load_pipeline
+    from diffsec.personalize.bench import ti_throughput
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = resolve_pipeline(args.model)
+    rows = ti_throughput(lambda: load_pipeline(model, "cpu"), load_imageset(args.images), args.runs,
+                         args.steps, device=args.device)
+    print(f"| runs per batch R | s / step | run-steps / s | speed-up vs one at a time |  ({args.device}, "
+          f"{torch.get_num_threads()} threads)\n|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['runs']} | {r['seconds_per_step']:.4f} | {r['run_steps_per_s']:.1f} | "
+              f"{r['speedup_vs_one_at_a_time']:.2f} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
