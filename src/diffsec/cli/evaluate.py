@@ -92,12 +92,9 @@ def run_sample(args: argparse.Namespace) -> None:
 
 
 def _backbone(args, device):
-    from diffsec.metrics import get_backbone
+    from diffsec.metrics.backbones import backbone_from_weights
 
-    kw = {"device": device}
-    if args.backbone_weights:
-        kw["weights"] = args.backbone_weights
-    return get_backbone(args.backbone, **kw)
+    return backbone_from_weights(args.backbone, args.backbone_weights, device)
 
 
 def run_fid(args: argparse.Namespace) -> None:

@@ -33,17 +33,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _backbone(name: str, weights: str, device):
-    from diffsec.metrics import get_backbone
-
-    kw = {"device": str(device)}
-    if name == "clip" and weights:  # open_clip names a model and its weights: "ViT-L-14:openai"
-        kw["model_name"], _, kw["pretrained"] = weights.partition(":")
-    elif weights:
-        kw["weights" if name != "dinov2" else "source"] = weights
-    return get_backbone(name, **kw)
-
-
 def run(args: argparse.Namespace) -> None:
     import json
 
@@ -52,6 +41,7 @@ def run(args: argparse.Namespace) -> None:
     from diffsec.artifact import artifact_dir
     from diffsec.errors import DiffsecError
     from diffsec.imageset import load_imageset
+    from diffsec.metrics.backbones import backbone_from_weights as _backbone
     from diffsec.personalize.evaluate import average_over_concepts, evaluate_runs
     from diffsec.personalize.generate import load_templates
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from diffsec.paper.szt import TABLES as SZT_TABLES  # table shapes only: no heavy imports
+
 
 def register(sub) -> None:
     p = sub.add_parser("table-worlds", help="the world-model sanity table (worlds.csv)",
@@ -25,7 +27,7 @@ def register(sub) -> None:
     p = sub.add_parser("table-szt", help="one SZT table (szt, szt_timestep, szt_masking, szt_dilation)",
                        description="Fill one of the SZT paper's tables from eval-ti artifacts, one per "
                        "defense column, with the paper's number beside each cell.")
-    p.add_argument("--table", required=True, choices=("szt", "szt_timestep", "szt_masking", "szt_dilation"))
+    p.add_argument("--table", required=True, choices=list(SZT_TABLES))
     p.add_argument("--metrics", type=Path, nargs="+", required=True,
                    help="eval-ti artifacts; each one's label names its defense")
     p.add_argument("--profile", required=True)

@@ -220,6 +220,18 @@ BACKBONES = {
 }
 
 
+def backbone_from_weights(name: str, weights: str = "", device="cpu") -> FeatureBackbone:
+    """A backbone from the one weights string a CLI flag or config gives: a file or directory
+    for the CIFAR ResNets, clean-fid Inception and clip-tiny, a hub id or directory for DINOv2,
+    MODEL:PRETRAINED for open_clip (e.g. "ViT-L-14:openai"); "" = the backbone's default."""
+    kw = {"device": str(device)}
+    if weights and name == "clip":
+        kw["model_name"], _, kw["pretrained"] = weights.partition(":")
+    elif weights:
+        kw["source" if name == "dinov2" else "weights"] = weights
+    return get_backbone(name, **kw)
+
+
 def get_backbone(name: str, **kwargs) -> FeatureBackbone:
     """Build a backbone by registry name; kwargs go to its constructor (weights, device, ...)."""
     if name not in BACKBONES:
