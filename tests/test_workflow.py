@@ -84,12 +84,19 @@ def test_second_dry_run_has_nothing_to_do(smoke_dir, mirror):
     assert "Nothing to be done" in p.stdout + p.stderr, p.stdout[-2000:]
 
 
-def test_world_hyperparameter_reruns_only_dependents(smoke_dir, mirror, tmp_path):
+def planned_after_override(smoke_dir, mirror, tmp_path, yaml_text: str) -> dict[str, int]:
+    """Jobs a dry run plans once `yaml_text` is merged over the smoke config (a second config
+    file, since --config stringifies nested numbers); the `all` target left out."""
     override = tmp_path / "override.yaml"
-    override.write_text("worlds:\n  ddpm:\n    lr: 0.002\n")
+    override.write_text(yaml_text)
     p = snakemake(smoke_dir, "-n", "--config", f"mirror={mirror}", extra_config=override)
     jobs = planned_jobs(p.stdout)
     jobs.pop("all", None)
+    return jobs
+
+
+def test_world_hyperparameter_reruns_only_dependents(smoke_dir, mirror, tmp_path):
+    jobs = planned_after_override(smoke_dir, mirror, tmp_path, "worlds:\n  ddpm:\n    lr: 0.002\n")
     # the DDPM world is also the PDMPure purifier of the SZT slice: its column reruns, nothing else
     assert jobs == {"train_ddpm": 1, "sample_ddpm": 1, "fid_ddpm_vs_test": 1, "table_worlds": 1,
                     "purify_set": 7, "train_ti": 1, "generate_ti": 1, "eval_ti": 1, "table_szt": 1,
@@ -97,11 +104,8 @@ def test_world_hyperparameter_reruns_only_dependents(smoke_dir, mirror, tmp_path
 
 
 def test_szt_defense_setting_reruns_only_its_column(smoke_dir, mirror, tmp_path):
-    override = tmp_path / "override.yaml"
-    override.write_text("szt:\n  defenses:\n    lm_d24: {objective: lm, dilation: 32}\n")
-    p = snakemake(smoke_dir, "-n", "--config", f"mirror={mirror}", extra_config=override)
-    jobs = planned_jobs(p.stdout)
-    jobs.pop("all", None)
+    jobs = planned_after_override(smoke_dir, mirror, tmp_path,
+                                  "szt:\n  defenses:\n    lm_d24: {objective: lm, dilation: 32}\n")
     assert jobs == {"train_ti": 1, "generate_ti": 1, "eval_ti": 1, "table_szt": 1}, jobs
 
 
