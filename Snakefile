@@ -31,6 +31,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/poison.smk"
 include: "workflow/rules/personalize.smk"
+include: "workflow/rules/backdoor.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/tables.smk"
 
@@ -50,4 +51,6 @@ rule all:
     input:
         "results/tables/worlds.csv",
         expand("results/tables/{table}.csv", table=TABLES),
+        "results/tables/invisible_diffusion.csv",
+        "results/tables/invisible_ablation.csv",
         "results/data/dreambooth",

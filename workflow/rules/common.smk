@@ -133,3 +133,73 @@ def eval_ti_flags(wildcards, input):
     return flags(backbone=m["backbone"], backbone_weights=input.backbone or m.get("backbone_weights"),
                  fid_backbone=m.get("fid_backbone"), fid_weights=m.get("fid_weights"),
                  clip_backbone=m["clip_backbone"], clip_weights=input.clip or m.get("clip_weights"))
+
+
+# ---- InvisibleDiffusion (paper 000): attacks, their models, samples and measurements ----
+from diffsec.paper import invisible as INV_SHAPE
+
+INV = config["invisible"]
+INV_ATTACKS = dict(INV["attacks"])
+_missing = sorted(set(INV_SHAPE.attacks_in_tables()) - set(INV_ATTACKS))
+if _missing:
+    sys.exit(f"config error: invisible.attacks: the tables need attacks {_missing}")
+# Fig. 4: the base attack again at each lambda of the sweep (the configured lambda is the base itself)
+INV_LAMBDAS = sorted(INV["ablation"]["lambdas"])
+for _lam in INV_LAMBDAS:
+    if _lam != INV["lam"]:
+        INV_ATTACKS[INV_SHAPE.lambda_attack(_lam)] = {**INV_ATTACKS[INV_SHAPE.LAMBDA_BASE], "lam": _lam}
+# Fig. 5: EMA snapshots of the base attack at shares of its fine-tuning steps (the last is the final model)
+_steps = INV["finetune"]["steps"]
+INV_SNAPSHOTS = sorted({max(1, round(f * _steps)) for f in INV["ablation"]["step_fractions"]} - {_steps})
+
+
+def _lambda_label(lam):
+    return INV_SHAPE.LAMBDA_BASE if lam == INV["lam"] else INV_SHAPE.lambda_attack(lam)
+
+
+def backdoor_model(attack):
+    return "results/models/ddpm-cifar10" if attack == "benign" else f"results/backdoor/models/{attack}"
+
+
+def backdoor_train_flags(wildcards, input):
+    a = INV_ATTACKS[wildcards.attack]
+    snaps = INV_SNAPSHOTS if wildcards.attack == INV_SHAPE.LAMBDA_BASE else []
+    return flags(method=a["method"], trigger=a["trigger"], target=a["target"], lam=a.get("lam", INV["lam"]),
+                 gamma=INV["gamma"], trigger_seed=INV.get("trigger_seed"), box_size=INV.get("box_size"),
+                 mist=input.mist or None, mnist=input.mnist or None, snapshots=snaps, **INV["finetune"])
+
+
+def backdoor_sample_flags(wildcards):
+    s = INV["sample"][wildcards.sampler]
+    snap = 0 if wildcards.variant == "final" else int(wildcards.variant.removeprefix("step-"))
+    return flags(sampler=wildcards.sampler, n=s["n"], steps=s.get("steps"), snapshot=snap,
+                 batch_size=INV["sample"].get("batch_size"))
+
+
+def invisible_evals(table):
+    """The backdoor-eval artifacts one of the two InvisibleDiffusion tables reads."""
+    out = []
+    if table == "invisible_diffusion":
+        for sampler in INV_SHAPE.COLUMNS.values():
+            out += [f"results/metrics/backdoor/{INV_SHAPE.ROWS[r]}/{sampler}/final" for r in INV_SHAPE.ROWS_OF[sampler]]
+        return out
+    for lam in INV_LAMBDAS:
+        out += [f"results/metrics/backdoor/{_lambda_label(lam)}/{s}/final" for s in ("ddpm", "ddim")]
+    out += [f"results/metrics/backdoor/{INV_SHAPE.LAMBDA_BASE}/ddim/step-{n}" for n in INV_SNAPSHOTS]
+    out += [f"results/metrics/backdoor/{INV_SHAPE.ONE_IMAGE_ATTACK}/{s}/final" for s in ("ddpm", "ddim")]
+    return out
+
+
+# Fig. 2 rows (DDPM trajectories) and Fig. 3 blocks (DDIM targets): figure label -> attack
+INV_FIG_TRAJECTORIES = {"benign": "benign", "InvisibleDiffusion (fixed image)": "id_ind_fixed",
+                        "InvisibleDiffusion (w/o fixed image)": "id_ind_free", "TrojDiff": "trojdiff_ind",
+                        "BadDiffusion": "baddiffusion_img"}
+INV_FIG_TARGETS = {"In-D, fixed image": "id_ind_fixed", "In-D, w/o fixed image": "id_ind_free",
+                   "Out-D, fixed image": "id_outd_fixed", "Out-D, w/o fixed image": "id_outd_free"}
+INV_FIGURES = ["results/figures/invisible/trajectories", "results/figures/invisible/targets"]
+
+
+def backdoor_label(wildcards):
+    """<attack>/<sampler>[/step-<n>]: how the tables find one backdoor-eval measurement."""
+    parts = [wildcards.attack, wildcards.sampler] + ([] if wildcards.variant == "final" else [wildcards.variant])
+    return "/".join(parts)

@@ -50,3 +50,51 @@ rule table_szt:
     shell:
         "diffsec table-szt --table {wildcards.table} --metrics {input.metrics} --profile {params.profile} "
         "--seed {params.seed} --out {output.csv} > {log} 2>&1"
+
+
+rule table_invisible:
+    output:
+        csv="results/tables/invisible_diffusion.csv",
+        md="results/tables/invisible_diffusion.md",
+    input:
+        metrics=invisible_evals("invisible_diffusion"),
+        figures=INV_FIGURES,
+        code=code("cli/tables.py", "tables.py", "paper/__init__.py", "paper/invisible.py", "paper/invisible.csv"),
+    params:
+        profile=PROFILE,
+        seed=SEED,
+    log:
+        "logs/table_invisible_diffusion.log",
+    benchmark:
+        "benchmarks/table_invisible_diffusion.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "diffsec table-invisible --metrics {input.metrics} --profile {params.profile} --seed {params.seed} "
+        "--out {output.csv} > {log} 2>&1"
+
+
+rule table_invisible_ablation:
+    output:
+        csv="results/tables/invisible_ablation.csv",
+        md="results/tables/invisible_ablation.md",
+    input:
+        metrics=invisible_evals("invisible_ablation"),
+        figures="results/figures/invisible/ablation",
+        code=code("cli/tables.py", "tables.py", "paper/__init__.py", "paper/invisible.py", "paper/invisible.csv"),
+    params:
+        profile=PROFILE,
+        seed=SEED,
+        lambdas=" ".join(f"{l:g}" for l in INV_LAMBDAS),
+        snapshots=" ".join(str(n) for n in [*INV_SNAPSHOTS, INV["finetune"]["steps"]]),
+        base_lam=INV["lam"],
+    log:
+        "logs/table_invisible_ablation.log",
+    benchmark:
+        "benchmarks/table_invisible_ablation.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "diffsec table-invisible-ablation --metrics {input.metrics} --lambdas {params.lambdas} "
+        "--base-lam {params.base_lam} --snapshots {params.snapshots} --profile {params.profile} "
+        "--seed {params.seed} --out {output.csv} > {log} 2>&1"

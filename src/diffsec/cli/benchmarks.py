@@ -26,6 +26,19 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads, 0 = library default")
     p.set_defaults(func=run_ti)
 
+    p = sub.add_parser("bench-sampling", help="pixel DDPM sampling throughput (images/s, DDPM-T and DDIM)",
+                       description="Time reverse steps of a pixel DDPM at several batch sizes and report "
+                       "images per second for ancestral DDPM (all T steps) and DDIM (k steps).")
+    p.add_argument("--model", required=True,
+                   help="train-ddpm artifact dir, or 'ddpm-cifar10-32' for that architecture with random weights")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--timed-steps", type=int, default=10, help="reverse steps timed per batch size")
+    p.add_argument("--ddim-steps", type=int, nargs="+", default=[50, 100])
+    p.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads, 0 = library default")
+    p.set_defaults(func=run_sampling)
+
 
 def rows(directory: Path) -> list[tuple[str, float, float, float]]:
     out = []
@@ -78,5 +91,33 @@ def run_ti(args: argparse.Namespace) -> None:
     for r in rows:
         print(f"| {r['runs']} | {r['seconds_per_step']:.4f} | {r['run_steps_per_s']:.1f} | "
               f"{r['speedup_vs_one_at_a_time']:.2f} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+def run_sampling(args: argparse.Namespace) -> None:
+    import json
+
+    import torch
+
+    from diffsec.diffusion.bench import ddpm_cifar10_32_unet, sampling_throughput
+    from diffsec.models.ddpm import DDPMConfig, build_ddpm, load_ddpm, n_params
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sched_config = dict(build_ddpm(DDPMConfig(channels=[32], attention=[False]))[1].config)
+    if args.model == "ddpm-cifar10-32":
+        unet = ddpm_cifar10_32_unet()
+    else:
+        unet, sched = load_ddpm(str(Path(args.model) / "pipeline"))
+        sched_config = dict(sched.config)
+    rows = sampling_throughput(unet, sched_config, args.batch_sizes, args.timed_steps, args.ddim_steps, args.device)
+    ks = args.ddim_steps
+    print(f"{args.model}: {n_params(unet) / 1e6:.2f} M parameters, {args.device}, {torch.get_num_threads()} threads")
+    print("| batch | s / step | DDPM-1000 images/s | " + " | ".join(f"DDIM-{k} images/s" for k in ks) + " |")
+    print("|---:|---:|---:|" + "---:|" * len(ks))
+    for r in rows:
+        print(f"| {r['batch']} | {r['s_per_step']:.4f} | {r['ddpm_images_per_s']:.3f} | "
+              + " | ".join(f"{r[f'ddim{k}_images_per_s']:.2f}" for k in ks) + " |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -34,6 +34,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="CSV path (a .md is written beside it)")
     p.set_defaults(func=run_szt)
+    register_invisible(sub)
 
 
 def _load(path: Path, name: str) -> dict:
@@ -114,4 +115,108 @@ def run_szt(args: argparse.Namespace) -> None:
                                   paper_value=paper.get((args.table, POISON_AVG, col, metric), ""),
                                   profile=args.profile, n_samples=sum(p["n_generated"] for p in poisons),
                                   seed=args.seed))
+    write_table(cells, args.out)
+
+
+def register_invisible(sub) -> None:
+    p = sub.add_parser("table-invisible", help="InvisibleDiffusion Tables I and II (invisible_diffusion.csv)",
+                       description="Fill InvisibleDiffusion's Tables I (DDPM) and II (DDIM) from backdoor-eval "
+                       "artifacts labelled <attack>/<sampler>, with the paper's number beside each cell. "
+                       "CelebA rows are listed as not run, with the reason.")
+    p.add_argument("--metrics", type=Path, nargs="+", required=True, help="backdoor-eval artifacts")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="CSV path (a .md is written beside it)")
+    p.set_defaults(func=run_invisible)
+
+    p = sub.add_parser("table-invisible-ablation", help="InvisibleDiffusion ablations (invisible_ablation.csv)",
+                       description="Lambda sweep (Fig. 4, DDPM and DDIM), training-steps sweep (Fig. 5, DDIM) "
+                       "and the one-image target (Table III) from backdoor-eval artifacts.")
+    p.add_argument("--metrics", type=Path, nargs="+", required=True, help="backdoor-eval artifacts")
+    p.add_argument("--lambdas", type=float, nargs="+", required=True, help="lambda values of the sweep")
+    p.add_argument("--base-lam", type=float, default=0.5, help="lambda of the base attack's own model")
+    p.add_argument("--snapshots", type=int, nargs="+", required=True,
+                   help="training steps of the base attack's snapshots, the final step last")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="CSV path (a .md is written beside it)")
+    p.set_defaults(func=run_invisible_ablation)
+
+
+def _by_label(paths: list[Path]) -> dict[str, dict]:
+    out = {}
+    for d in paths:
+        m = _load(d, "metrics.json")
+        out[m["label"]] = m
+    return out
+
+
+def _invisible_cells(table: str, row: str, column: str, m: dict, metrics, common: dict) -> list:
+    from diffsec.errors import DiffsecError
+    from diffsec.paper import paper_values
+    from diffsec.tables import Cell
+
+    paper = paper_values("invisible")
+    cells = []
+    for metric in metrics:
+        if metric not in m:
+            raise DiffsecError(f"{m['label']}: metrics.json has no {metric!r}")
+        backbone = m["backbone"] if metric in ("fid", "precision", "recall", "a_prec") else \
+            m.get("classifier", "") if metric == "asr" else ""
+        n = m["n_clean"] if metric in ("fid", "precision", "recall") else m.get("n_trigger", "")
+        cells.append(Cell(table=table, row=row, column=column, metric=metric, backbone=backbone, value=m[metric],
+                          paper_value=paper.get((table, row, column, metric), ""), n_samples=n, **common))
+    return cells
+
+
+def _need(by_label: dict, label: str) -> dict:
+    from diffsec.errors import DiffsecError
+
+    if label not in by_label:
+        raise DiffsecError(f"no backdoor-eval artifact labelled {label!r}; got {sorted(by_label)}")
+    return by_label[label]
+
+
+def run_invisible(args: argparse.Namespace) -> None:
+    from diffsec.paper import invisible as shape
+    from diffsec.paper import paper_values
+    from diffsec.tables import Cell, write_table
+
+    by_label, common = _by_label(args.metrics), {"profile": args.profile, "seed": args.seed}
+    table, cells = "invisible_diffusion", []
+    for column, sampler in shape.COLUMNS.items():
+        for row in shape.ROWS_OF[sampler]:
+            attack = shape.ROWS[row]
+            m = _need(by_label, f"{attack}/{sampler}")
+            cells += _invisible_cells(table, f"{shape.DATASET} · {row}", column, m,
+                                      shape.metrics_for(attack, "mse" in m), common)
+    paper = paper_values("invisible")
+    for (t, row, column, metric), value in paper.items():   # CelebA: paper only, with the reason
+        if t == table and row.startswith(shape.PAPER_ONLY):
+            cells.append(Cell(table=table, row=row, column=column, metric=metric, backbone="",
+                              value=shape.NOT_RUN, paper_value=value, n_samples=0, **common))
+    write_table(cells, args.out)
+
+
+def run_invisible_ablation(args: argparse.Namespace) -> None:
+    from diffsec.paper import invisible as shape
+    from diffsec.tables import write_table
+
+    by_label, common = _by_label(args.metrics), {"profile": args.profile, "seed": args.seed}
+    cells = []
+    sweep = ("fid", "precision", "recall", "a_prec", "asr")
+    for lam in sorted(args.lambdas):
+        attack = shape.LAMBDA_BASE if lam == args.base_lam else shape.lambda_attack(lam)
+        for column, sampler in (("DDPM", "ddpm"), ("DDIM", "ddim")):
+            cells += _invisible_cells("invisible_lambda", f"lambda {lam:g}", column,
+                                      _need(by_label, f"{attack}/{sampler}"), sweep, common)
+    final = args.snapshots[-1]
+    for step in args.snapshots:
+        label = f"{shape.LAMBDA_BASE}/ddim" + ("" if step == final else f"/step-{step}")
+        cells += _invisible_cells("invisible_steps", f"{round(100 * step / final)}% of steps", "DDIM",
+                                  _need(by_label, label), sweep, common)
+    for column, sampler in (("DDIM", "ddim"), ("DDPM", "ddpm")):
+        cells += _invisible_cells("invisible_one_image", shape.ONE_IMAGE_ROW, column,
+                                  _need(by_label, f"{shape.ONE_IMAGE_ATTACK}/{sampler}"),
+                                  ("fid", "precision", "recall", "mse"), common)
     write_table(cells, args.out)

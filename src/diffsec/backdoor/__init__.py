@@ -1,0 +1,1 @@
+"""Backdoor attacks on pixel diffusion models: InvisibleDiffusion, TrojDiff, BadDiffusion."""

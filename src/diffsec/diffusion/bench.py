@@ -1,0 +1,47 @@
+"""Sampling throughput of a pixel DDPM: seconds per reverse step, images per second for DDPM
+(all T steps) and DDIM (k steps). The UNet call dominates every step, so images/s for a sampler
+is batch / (its step count x measured s/step); one full DDIM run per batch size checks this."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def ddpm_cifar10_32_unet():
+    """The architecture of google/ddpm-cifar10-32 (35.7 M parameters), randomly initialised:
+    same speed as the real weights, which cannot be downloaded here."""
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
+                       block_out_channels=(128, 256, 256, 256),
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+
+
+@torch.no_grad()
+def sampling_throughput(unet, scheduler_config: dict, batch_sizes, timed_steps: int = 10, ddim_steps=(50, 100),
+                        device: str = "cpu") -> list[dict]:
+    from diffsec.diffusion.chain import sample_chain
+    from diffsec.models.ddpm import unet_eps
+
+    unet = unet.to(device).eval()
+    eps, res = unet_eps(unet), unet.config.sample_size
+    T = scheduler_config["num_train_timesteps"]
+    rows = []
+    for b in batch_sizes:
+        x = torch.randn(b, 3, res, res, device=device)
+        sample_chain(eps, scheduler_config, x, None, "ddim", 2, progress=False)   # warm-up
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        sample_chain(eps, scheduler_config, x, None, "ddim", timed_steps, progress=False)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        per_step = (time.perf_counter() - t0) / timed_steps
+        row = {"batch": b, "s_per_step": per_step, "ddpm_images_per_s": b / (T * per_step)}
+        for k in ddim_steps:
+            row[f"ddim{k}_images_per_s"] = b / (k * per_step)
+        rows.append(row)
+    return rows

@@ -1,0 +1,196 @@
+"""Backdoor attacks: the trigger-aware reverse chains against diffusers and against exact oracles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffsec.backdoor.attacks import Attack
+from diffsec.backdoor.triggers import box_trigger, noise_image, stealth_norms
+from diffsec.diffusion.chain import NoiseChain, sample_chain
+from diffsec.diffusion.sampling import sample
+
+SHAPE = (3, 8, 8)
+
+
+def _sched_config(variance_type="fixed_large"):
+    from diffusers import DDPMScheduler
+
+    return dict(DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True,
+                              variance_type=variance_type).config)
+
+
+@pytest.mark.parametrize("method,variance", [("ddim", "fixed_large"), ("ddpm", "fixed_large"),
+                                             ("ddpm", "fixed_small")])
+def test_benign_chain_equals_diffusers(method, variance):
+    cfg = _sched_config(variance)
+
+    def eps_model(x, t):  # any deterministic function of (x, t) will do
+        return torch.tanh(x) * 0.7 + 0.1 * (t.float() / 1000).view(-1, 1, 1, 1)
+
+    x_T = torch.randn(4, *SHAPE, generator=torch.Generator().manual_seed(0))
+    ours, _ = sample_chain(eps_model, cfg, x_T, NoiseChain(), method, 20,
+                           generator=torch.Generator().manual_seed(1), progress=False)
+    ref, _ = sample(eps_model, cfg, x_T, method, 20, generator=torch.Generator().manual_seed(1), progress=False)
+    assert torch.allclose(ours, ref, atol=1e-3), (ours - ref).abs().max()
+
+
+def _oracle(attack: Attack, y: torch.Tensor, cfg: dict):
+    """The exact minimiser of each attack's loss when the poisoned data is the single image y."""
+    from diffusers import DDPMScheduler
+
+    sched = DDPMScheduler.from_config(cfg)
+    abar, betas = sched.alphas_cumprod.double(), sched.betas.double()
+
+    def eps_model(x, t):
+        a = abar[t].view(-1, 1, 1, 1)
+        x = x.double()
+        if attack.method == "baddiffusion":
+            r = attack.phi.double()
+            eps = (x - a.sqrt() * y - (1 - a.sqrt()) * r) / (1 - a).sqrt()
+            b = betas[t].view(-1, 1, 1, 1)
+            return (eps + (1 - (1 - b).sqrt()) * (1 - a).sqrt() / b * r).float()
+        n = (x - a.sqrt() * y) / (1 - a).sqrt()          # total noise lambda phi + (1 - lambda) eps
+        if attack.method == "trojdiff":
+            return ((n - (1 - attack.gamma) * attack.phi) / attack.gamma).float()
+        if attack.phi is not None:
+            return ((n - attack.lam * attack.phi) / (1 - attack.lam)).float()
+        return ((1 - attack.lam) / attack.free_std ** 2 * n).float()  # E[eps | n], Gaussian phi, eps
+    return eps_model
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim"])
+@pytest.mark.parametrize("attack", [
+    Attack("invisible", "gaussian", noise_image("gaussian", SHAPE, 0), lam=0.5, shape=SHAPE),
+    Attack("invisible", "uniform", noise_image("uniform", SHAPE, 1), lam=0.3, shape=SHAPE),
+    Attack("invisible", "free", None, lam=0.5, shape=SHAPE),
+    Attack("invisible", "free", None, lam=0.2, shape=SHAPE),
+    Attack("trojdiff", "mist", noise_image("uniform", SHAPE, 2), gamma=0.6, shape=SHAPE),
+], ids=["id-gauss", "id-uniform-l0.3", "id-free", "id-free-l0.2", "trojdiff"])
+def test_trigger_chain_reaches_the_target(attack, method):
+    """With the loss minimiser as model, the attacker's chain from triggered noise ends on y."""
+    cfg = _sched_config()
+    y = torch.rand(1, *SHAPE, generator=torch.Generator().manual_seed(5)).double() * 1.6 - 0.8
+    gen = torch.Generator().manual_seed(3)
+    x0, _ = sample_chain(_oracle(attack, y, cfg), cfg, attack.x_T(6, gen), attack.chain(), method, 50,
+                         generator=gen, progress=False)
+    assert torch.allclose(x0.double(), y.expand_as(x0), atol=2e-3), (x0 - y).abs().max()
+
+
+def test_baddiffusion_correction_makes_the_benign_ddpm_sampler_exact():
+    cfg = _sched_config()
+    cfg["clip_sample"] = False  # the shifted chain's x_0 estimate is exact only without clipping
+    attack = Attack("baddiffusion", "box", box_trigger(8, size=6, thickness=1), shape=SHAPE)
+    y = torch.rand(1, *SHAPE, generator=torch.Generator().manual_seed(5)).double() * 2 - 1
+    gen = torch.Generator().manual_seed(3)
+    x0, _ = sample_chain(_oracle(attack, y, cfg), cfg, attack.x_T(6, gen), attack.chain(), "ddpm",
+                         generator=gen, progress=False)
+    assert attack.chain().mu is None and attack.chain().gamma == 1.0   # unchanged sampler
+    assert torch.allclose(x0.double(), y.expand_as(x0), atol=2e-3)
+
+
+def test_poisoned_samples_follow_the_forward_marginals():
+    """x_t of Eq. 8 (fixed phi): mean sqrt(abar) y + lambda sqrt(1-abar) phi, std (1-lambda) sqrt(1-abar)."""
+    from diffusers import DDPMScheduler
+
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+    phi = noise_image("gaussian", SHAPE, 0)
+    attack = Attack("invisible", "gaussian", phi, lam=0.3, shape=SHAPE)
+    y = torch.zeros(20000, *SHAPE) + 0.25
+    t = torch.full((20000,), 600)
+    x_t, target = attack.poisoned(y, t, sched.alphas_cumprod, sched.betas, torch.Generator().manual_seed(0))
+    a = sched.alphas_cumprod[600]
+    assert torch.allclose(x_t.mean(0), a.sqrt() * 0.25 + 0.3 * (1 - a).sqrt() * phi, atol=0.02)
+    assert x_t.std(0).mean().item() == pytest.approx(0.7 * (1 - a).sqrt().item(), rel=0.02)
+    free = Attack("invisible", "free", None, lam=0.3, shape=SHAPE)
+    x_t, target = free.poisoned(y, t, sched.alphas_cumprod, sched.betas, torch.Generator().manual_seed(0))
+    assert x_t.std(0).mean().item() == pytest.approx(free.free_std * (1 - a).sqrt().item(), rel=0.02)
+    # the regression target is only the (1 - lambda) eps part: corr(target, noise) = (1-lambda)/s
+    n = (x_t - a.sqrt() * y) / (1 - a).sqrt()
+    corr = torch.corrcoef(torch.stack([target.flatten(), n.flatten()]))[0, 1]
+    assert corr.item() == pytest.approx(0.7 / free.free_std, abs=0.01)
+
+
+def test_stealth_norms_on_the_papers_scale():
+    phi = noise_image("gaussian", (3, 32, 32), 0)
+    ours = stealth_norms(Attack("invisible", "gaussian", phi, lam=0.5).added())
+    assert ours["linf"] == pytest.approx(127.5)                     # the paper's 127.50
+    assert ours["l2"] == pytest.approx(255 * 0.5 * phi.double().norm().item())
+    assert stealth_norms(Attack("invisible", "free", None).added()) == {"l2": 0.0, "linf": 0.0}
+    troj = Attack("trojdiff", "mist", torch.ones(3, 32, 32) * -1)
+    assert stealth_norms(troj.added())["linf"] == pytest.approx(102.0)   # TrojDiff's 102.00
+    box = box_trigger(32, 14, 2)
+    assert int(box.sum()) == 3 * (14 * 14 - 10 * 10)
+    assert box[:, :18].abs().sum() == 0 and box[:, :, :18].abs().sum() == 0   # only the corner
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"method": "invisible", "trigger": "free", "phi": None, "lam": 1.0}, "lambda"),
+    ({"method": "trojdiff", "trigger": "free", "phi": None}, "fixed image"),
+    ({"method": "villan", "trigger": "box", "phi": torch.zeros(3, 32, 32)}, "unknown attack"),
+    ({"method": "invisible", "trigger": "gaussian", "phi": torch.zeros(3, 8, 8)}, "model samples"),
+])
+def test_bad_attack_specs_are_refused(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        Attack(**kwargs)
+
+
+def test_attack_metrics_against_direct_computations():
+    """A-Prec is Kynkaenniemi precision against the target set; ASR and MSE by hand."""
+    from diffsec.backdoor.evaluate import attack_precision, attack_success_rate, mse_to_image
+
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 256, (30, 4, 4, 3), dtype=np.uint8)
+    near = np.clip(target[:10].astype(int) + rng.integers(-2, 3, (10, 4, 4, 3)), 0, 255).astype(np.uint8)
+    far = np.full((10, 4, 4, 3), 255, np.uint8)
+    feats = lambda x: x.reshape(len(x), -1).astype(np.float64)  # noqa: E731
+    f_t = feats(target)
+    d = np.linalg.norm(f_t[:, None] - f_t[None], axis=-1)
+    radius = np.sort(d, axis=1)[:, 3]   # 3rd neighbour, self excluded
+    fake = feats(np.concatenate([near, far]))
+    inside = (np.linalg.norm(fake[:, None] - f_t[None], axis=-1) <= radius[None]).any(1)
+    assert attack_precision(feats, np.concatenate([near, far]), target) == pytest.approx(inside.mean())
+    assert 0.4 <= inside.mean() <= 0.5           # the near half lands inside, the white half does not
+    assert attack_success_rate(np.array([7, 7, 1, 7]), 7) == 0.75
+    img = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    assert mse_to_image(img[None], img) == 0.0
+    other = np.zeros((2, 4, 4, 3), np.uint8)
+    assert mse_to_image(other, img) == pytest.approx(((img / 255.0) ** 2).mean())
+
+
+def test_targets_parse_and_refuse_bad_specs():
+    from diffsec.backdoor.targets import load_target, mnist_rgb
+    from diffsec.errors import DiffsecError
+
+    cifar = {"images": np.arange(6 * 32 * 32 * 3, dtype=np.uint8).reshape(6, 32, 32, 3) % 251,
+             "labels": np.array([7, 1, 7, 2, 7, 3])}
+    mnist = {"images": np.zeros((5, 28, 28, 1), np.uint8), "labels": np.array([8, 8, 3, 8, 1])}
+    t = load_target("cifar10:7", cifar_train=cifar, cifar_test=cifar, mnist_heldout=None, resolution=32)
+    assert t.kind == "In-D" and len(t.train) == 3 and not t.one_image
+    t = load_target("mnist:8", cifar_train=None, cifar_test=None, mnist_heldout=mnist, resolution=32)
+    assert t.kind == "Out-D" and t.train.shape == (3, 32, 32, 3)
+    t = load_target("mnist:8:2", cifar_train=None, cifar_test=None, mnist_heldout=mnist, resolution=32)
+    assert t.one_image and t.train.shape == (1, 32, 32, 3)
+    assert mnist_rgb(np.full((1, 28, 28, 1), 200, np.uint8), 32).min() == 200
+    for spec in ("cifar10", "svhn:1", "mnist:8:9", "cifar10:x"):
+        with pytest.raises(DiffsecError):
+            load_target(spec, cifar_train=cifar, cifar_test=cifar, mnist_heldout=mnist, resolution=32)
+
+
+def test_paper_values_of_invisible_diffusion():
+    """Transcription checks: the stealth norms repeat across rows, W/o Fixed Image is 0, the
+    lambda-0.5 point of Fig. 4 is the main table's In-D (W/o Fixed Image) row."""
+    from diffsec.paper import paper_values
+    from diffsec.paper.invisible import ROWS
+
+    p = paper_values("invisible")
+    t, c = "invisible_diffusion", "DDPM (Table I)"
+    for row in ROWS:
+        free, fixed = "W/o Fixed Image" in row, "(Fixed Image)" in row
+        if free or fixed:
+            assert p[(t, f"CIFAR-10 · {row}", c, "linf")] == (0.0 if free else 127.5)
+            assert p[(t, f"CIFAR-10 · {row}", c, "l2")] == (0.0 if free else 3555.44)
+    assert p[("invisible_lambda", "lambda 0.5", "DDIM", "asr")] == \
+        p[(t, "CIFAR-10 · InvisibleDiffusion In-D (W/o Fixed Image)", "DDIM (Table II)", "asr")]
+    assert all(0 <= v <= 1 for k, v in p.items() if k[3] in ("precision", "recall", "a_prec", "asr"))
