@@ -194,3 +194,36 @@ def test_paper_values_of_invisible_diffusion():
     assert p[("invisible_lambda", "lambda 0.5", "DDIM", "asr")] == \
         p[(t, "CIFAR-10 · InvisibleDiffusion In-D (W/o Fixed Image)", "DDIM (Table II)", "asr")]
     assert all(0 <= v <= 1 for k, v in p.items() if k[3] in ("precision", "recall", "a_prec", "asr"))
+
+
+def test_finetune_resumes_after_a_kill_to_the_same_weights(tmp_path):
+    """A run killed after its checkpoint and started again ends with the uninterrupted run's weights."""
+    from diffsec.backdoor.finetune import finetune, poisoned_count
+    from diffsec.models.ddpm import DDPMConfig, build_ddpm
+
+    def fresh():
+        torch.manual_seed(0)
+        return build_ddpm(DDPMConfig(resolution=8, channels=[8, 16], attention=[False, False]))
+
+    g = torch.Generator().manual_seed(0)
+    clean, targets = torch.rand(20, *SHAPE, generator=g) * 2 - 1, torch.rand(5, *SHAPE, generator=g) * 2 - 1
+    attack = Attack("invisible", "free", None, shape=SHAPE)
+    kw = dict(steps=6, batch_size=4, lr=1e-3, poison_rate=0.25, ema_decay=0.9, seed=1, ckpt_every=3, log_every=1)
+    unet, sched = fresh()
+    ref, curve = finetune(unet, sched, clean, targets, attack, **kw)
+
+    class Killed(Exception):
+        pass
+
+    def kill(step, ema):
+        raise Killed
+
+    unet, sched = fresh()
+    with pytest.raises(Killed):
+        finetune(unet, sched, clean, targets, attack, ckpt_dir=tmp_path, snapshots=(5,), on_snapshot=kill, **kw)
+    unet, sched = fresh()
+    resumed, curve2 = finetune(unet, sched, clean, targets, attack, ckpt_dir=tmp_path, **kw)
+    for a, b in zip(ref.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    assert [r["step"] for r in curve2] == [1, 2, 3, 4, 5, 6] and curve2 == curve
+    assert poisoned_count(32, 0.2) == 6 and poisoned_count(4, 0.01) == 1 and poisoned_count(4, 0.99) == 3

@@ -58,7 +58,8 @@ def finetune(unet, scheduler, clean: torch.Tensor, targets: torch.Tensor, attack
         unet.load_state_dict(state["unet"]), ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"]), gen.set_state(state["gen"])
         start = int(state["step"])
-        curve = [dict(zip(("step", "loss", "loss_clean", "loss_poison"), r)) for r in state["curve"].tolist()]
+        curve = [{"step": int(r[0]), **dict(zip(("loss", "loss_clean", "loss_poison"), r[1:]))}
+                 for r in state["curve"].tolist()]
     running: list[tuple[float, float]] = []
     for step in tqdm(range(start, steps), desc=f"backdoor {attack.method}", initial=start, total=steps):
         x0 = clean[torch.randint(0, len(clean), (batch_size - k,), generator=gen)]
@@ -93,6 +94,6 @@ def finetune(unet, scheduler, clean: torch.Tensor, targets: torch.Tensor, attack
             torch.save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                         "gen": gen.get_state(), "step": step + 1,
                         "curve": torch.tensor([[r[c] for c in ("step", "loss", "loss_clean", "loss_poison")]
-                                               for r in curve])}, tmp)
+                                               for r in curve], dtype=torch.float64)}, tmp)
             os.replace(tmp, ckpt)
     return ema, curve

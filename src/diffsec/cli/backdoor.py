@@ -89,8 +89,6 @@ def _trigger_image(args, res: int):
 
 
 def run_train(args: argparse.Namespace) -> None:
-    import torch
-
     from diffsec.artifact import artifact_dir
     from diffsec.backdoor.attacks import Attack, save_attack
     from diffsec.backdoor.finetune import finetune
