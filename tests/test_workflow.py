@@ -97,10 +97,23 @@ def planned_after_override(smoke_dir, mirror, tmp_path, yaml_text: str) -> dict[
 
 def test_world_hyperparameter_reruns_only_dependents(smoke_dir, mirror, tmp_path):
     jobs = planned_after_override(smoke_dir, mirror, tmp_path, "worlds:\n  ddpm:\n    lr: 0.002\n")
-    # the DDPM world is also the PDMPure purifier of the SZT slice: its column reruns, nothing else
+    # the DDPM world is also the PDMPure purifier of the SZT slice (its column reruns) and the base
+    # model every InvisibleDiffusion attack fine-tunes (that whole slice reruns); nothing else
     assert jobs == {"train_ddpm": 1, "sample_ddpm": 1, "fid_ddpm_vs_test": 1, "table_worlds": 1,
                     "purify_set": 7, "train_ti": 1, "generate_ti": 1, "eval_ti": 1, "table_szt": 1,
-                    "figure_ti_grid": 1}, jobs
+                    "figure_ti_grid": 1,
+                    "backdoor_train": 7, "backdoor_sample": 16, "backdoor_eval": 16,
+                    "figure_backdoor_trajectories": 1, "figure_backdoor_targets": 1,
+                    "figure_backdoor_ablation": 1, "table_invisible": 1, "table_invisible_ablation": 1}, jobs
+
+
+def test_invisible_attack_setting_reruns_only_that_attack(smoke_dir, mirror, tmp_path):
+    """A new trigger for one attack: its model, its two sample sets and measurements, the figure
+    that shows it and Tables I/II; not the other attacks, not the ablation."""
+    jobs = planned_after_override(smoke_dir, mirror, tmp_path, "invisible:\n  attacks:\n    id_outd_fixed: "
+                                  "{method: invisible, trigger: uniform, target: 'mnist:8'}\n")
+    assert jobs == {"backdoor_train": 1, "backdoor_sample": 2, "backdoor_eval": 2, "figure_backdoor_targets": 1,
+                    "table_invisible": 1}, jobs
 
 
 def test_szt_defense_setting_reruns_only_its_column(smoke_dir, mirror, tmp_path):

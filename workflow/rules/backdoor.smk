@@ -15,8 +15,8 @@ rule backdoor_train:
     input:
         model="results/models/ddpm-cifar10",
         cifar="results/data/cifar10",
-        mnist=lambda w: "results/data/mnist" if INV_ATTACKS[w.attack]["target"].startswith("mnist") else [],
-        mist=lambda w: "results/sources/mist_target" if INV_ATTACKS[w.attack]["trigger"] == "mist" else [],
+        mnist=backdoor_mnist,
+        mist=backdoor_mist,
         code=code("cli/backdoor.py", "backdoor/attacks.py", "backdoor/finetune.py", "backdoor/targets.py",
                   "backdoor/triggers.py", "diffusion/chain.py", "models/ddpm.py"),
     params:

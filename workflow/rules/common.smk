@@ -161,12 +161,23 @@ def backdoor_model(attack):
     return "results/models/ddpm-cifar10" if attack == "benign" else f"results/backdoor/models/{attack}"
 
 
-def backdoor_train_flags(wildcards, input):
+def backdoor_mnist(wildcards):
+    return "results/data/mnist" if INV_ATTACKS[wildcards.attack]["target"].startswith("mnist") else []
+
+
+def backdoor_mist(wildcards):
+    return "results/sources/mist_target" if INV_ATTACKS[wildcards.attack]["trigger"] == "mist" else []
+
+
+def backdoor_train_flags(wildcards):
+    # wildcards only (no `input` argument): Snakemake records such params, so changing an attack
+    # in the config reruns exactly that attack
     a = INV_ATTACKS[wildcards.attack]
     snaps = INV_SNAPSHOTS if wildcards.attack == INV_SHAPE.LAMBDA_BASE else []
     return flags(method=a["method"], trigger=a["trigger"], target=a["target"], lam=a.get("lam", INV["lam"]),
                  gamma=INV["gamma"], trigger_seed=INV.get("trigger_seed"), box_size=INV.get("box_size"),
-                 mist=input.mist or None, mnist=input.mnist or None, snapshots=snaps, **INV["finetune"])
+                 mist=backdoor_mist(wildcards) or None, mnist=backdoor_mnist(wildcards) or None,
+                 snapshots=snaps, **INV["finetune"])
 
 
 def backdoor_sample_flags(wildcards):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 DATASET = "CIFAR-10"
 PAPER_ONLY = "CelebA"
-NOT_RUN = ("not run: CelebA is not in the mirror and cannot be downloaded here; the paper profile "
-           "needs a CelebA adapter (3 attributes -> 8 classes), which is not built")
+# CelebA is not in the mirror and cannot be downloaded here; the paper profile would also need a
+# CelebA adapter (3 attributes -> 8 classes), which is not built yet.
+NOT_RUN = "not run: no CelebA offline"
 
 ROWS = {"Benign": "benign", "TrojDiff In-D": "trojdiff_ind", "BadDiffusion One Image": "baddiffusion_img",
         "InvisibleDiffusion In-D (Fixed Image)": "id_ind_fixed",
