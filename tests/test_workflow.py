@@ -151,8 +151,8 @@ def test_invisible_tables_filled(smoke_dir):
     assert len({(r["row"], r["column"]) for r in cifar}) == 7 + 6   # Table I rows + Table II rows
     for r in cifar:
         float(r["value"])
-        assert r["paper_value"] == "" or float(r["paper_value"]) == pytest.approx(
-            paper[(r["table"], r["row"], r["column"], r["metric"])])
+        assert r["paper_value"] == "" or float(r["paper_value"]) == pytest.approx(   # CSV keeps 4 digits
+            paper[(r["table"], r["row"], r["column"], r["metric"])], rel=1e-3)
     assert sum(r["paper_value"] != "" for r in cifar) == sum(
         1 for k in paper if k[0] == "invisible_diffusion" and k[1].startswith("CIFAR-10"))
     celeba = [r for r in rows if r["row"].startswith("CelebA")]
