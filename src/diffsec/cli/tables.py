@@ -19,9 +19,7 @@ def register(sub) -> None:
     p.add_argument("--ddpm-fid", type=Path, required=True, help="eval-fid artifact: DDPM samples vs test")
     p.add_argument("--train-fid", type=Path, required=True, help="eval-fid artifact: train images vs test")
     p.add_argument("--t2i-class", type=Path, required=True, help="eval-class artifact on the T2I samples")
-    p.add_argument("--profile", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="CSV path (a .md is written beside it)")
+    _table_args(p)
     p.set_defaults(func=run_worlds)
 
     p = sub.add_parser("table-szt", help="one SZT table (szt, szt_timestep, szt_masking, szt_dilation)",
@@ -30,11 +28,16 @@ def register(sub) -> None:
     p.add_argument("--table", required=True, choices=list(SZT_TABLES))
     p.add_argument("--metrics", type=Path, nargs="+", required=True,
                    help="eval-ti artifacts; each one's label names its defense")
+    _table_args(p)
+    p.set_defaults(func=run_szt)
+    register_invisible(sub)
+
+
+def _table_args(p) -> None:
+    """What every table stage records beside its cells, and where it writes."""
     p.add_argument("--profile", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="CSV path (a .md is written beside it)")
-    p.set_defaults(func=run_szt)
-    register_invisible(sub)
 
 
 def _load(path: Path, name: str) -> dict:
@@ -124,9 +127,7 @@ def register_invisible(sub) -> None:
                        "artifacts labelled <attack>/<sampler>, with the paper's number beside each cell. "
                        "CelebA rows are listed as not run, with the reason.")
     p.add_argument("--metrics", type=Path, nargs="+", required=True, help="backdoor-eval artifacts")
-    p.add_argument("--profile", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="CSV path (a .md is written beside it)")
+    _table_args(p)
     p.set_defaults(func=run_invisible)
 
     p = sub.add_parser("table-invisible-ablation", help="InvisibleDiffusion ablations (invisible_ablation.csv)",
@@ -137,9 +138,7 @@ def register_invisible(sub) -> None:
     p.add_argument("--base-lam", type=float, default=0.5, help="lambda of the base attack's own model")
     p.add_argument("--snapshots", type=int, nargs="+", required=True,
                    help="training steps of the base attack's snapshots, the final step last")
-    p.add_argument("--profile", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="CSV path (a .md is written beside it)")
+    _table_args(p)
     p.set_defaults(func=run_invisible_ablation)
 
 
