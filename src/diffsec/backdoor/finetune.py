@@ -21,18 +21,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from diffsec.backdoor.attacks import Attack
+from diffsec.models.ddpm import _ema_update  # the world's EMA step, shared
 
 
 def poisoned_count(batch_size: int, poison_rate: float) -> int:
     if not 0 < poison_rate < 1:
         raise ValueError(f"poison rate must lie in (0, 1), got {poison_rate}")
     return min(batch_size - 1, max(1, round(batch_size * poison_rate)))
-
-
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    with torch.no_grad():
-        for pe, pm in zip(ema.parameters(), model.parameters()):
-            pe.lerp_(pm, 1 - decay)
 
 
 def finetune(unet, scheduler, clean: torch.Tensor, targets: torch.Tensor, attack: Attack, *, steps: int,

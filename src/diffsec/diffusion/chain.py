@@ -61,8 +61,8 @@ def sample_chain(eps_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     from diffusers import DDPMScheduler
 
     chain = chain or NoiseChain()
-    cfg = DDPMScheduler.from_config(scheduler_config).config
-    abar = DDPMScheduler.from_config(scheduler_config).alphas_cumprod.to(torch.float64)
+    sched = DDPMScheduler.from_config(scheduler_config)
+    cfg, abar = sched.config, sched.alphas_cumprod.to(torch.float64)
     T = cfg.num_train_timesteps
     if method == "ddpm":
         ts = list(reversed(range(T)))
