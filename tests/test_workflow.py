@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO
 
@@ -120,6 +121,18 @@ def test_szt_defense_setting_reruns_only_its_column(smoke_dir, mirror, tmp_path)
     jobs = planned_after_override(smoke_dir, mirror, tmp_path,
                                   "szt:\n  defenses:\n    lm_d24: {objective: lm, dilation: 32}\n")
     assert jobs == {"train_ti": 1, "generate_ti": 1, "eval_ti": 1, "table_szt": 1}, jobs
+
+
+def test_metric_setting_in_params_reruns_the_evaluations(smoke_dir, mirror, tmp_path):
+    """Naming FID's backbone explicitly (the same network: no input changes) changes only the
+    eval_ti flags: every evaluation and the table rerun. Params derived from `input` are not
+    recorded by Snakemake, so this would plan nothing if eval_ti_flags read `input`."""
+    smoke_szt = yaml.safe_load(SMOKE.read_text())["szt"]
+    defenses = smoke_szt.get("defenses") or yaml.safe_load((REPO / "config.yaml").read_text())["szt"]["defenses"]
+    jobs = planned_after_override(smoke_dir, mirror, tmp_path,
+                                  "szt:\n  metrics:\n    fid_backbone: resnet56-cifar10\n")
+    # table_szt runs once per SZT table (main + three ablations), each reading some eval_ti
+    assert jobs == {"eval_ti": len(defenses), "table_szt": 4}, jobs
 
 
 def test_szt_tables_filled(smoke_dir):

@@ -50,13 +50,20 @@ MIRROR = _mirror()
 METRICS = config["metrics"]
 
 
+def _resnet_artifact(name):
+    """Our CIFAR ResNet artifacts stand for a backbone's weights; other backbones name theirs."""
+    return f"results/models/{name}" if name in ("resnet56-cifar10", "resnet20-cifar10") else []
+
+
 def backbone_inputs(wildcards):
     """The tiny profile's backbone is our ResNet-56 artifact; the paper's comes from config."""
-    return "results/models/resnet56-cifar10" if METRICS["backbone"] == "resnet56-cifar10" else []
+    return _resnet_artifact(METRICS["backbone"])
 
 
-def backbone_flags(wildcards, input):
-    weights = input.backbone if input.backbone else METRICS["backbone_weights"]
+# Params functions take wildcards only: Snakemake does not record params derived from `input`,
+# so a config value read inside such a function would never trigger a rerun when it changes.
+def backbone_flags(wildcards):
+    weights = backbone_inputs(wildcards) or METRICS["backbone_weights"]
     return flags(backbone=METRICS["backbone"], backbone_weights=weights)
 
 
@@ -120,19 +127,27 @@ def ti_flags(wildcards):
 
 
 def _szt_backbone(wildcards):
-    m = SZT["metrics"]["backbone"]
-    return f"results/models/{m}" if m in ("resnet56-cifar10", "resnet20-cifar10") else []
+    return _resnet_artifact(SZT["metrics"]["backbone"])
+
+
+def _szt_fid_backbone(wildcards):
+    """FID's own backbone when the config names one other than the similarity backbone."""
+    m = SZT["metrics"]
+    return _resnet_artifact(m["fid_backbone"]) if m.get("fid_backbone") not in ("", m["backbone"]) else []
 
 
 def _clip_model(wildcards):
     return "results/models/clip-cifar10" if SZT["metrics"]["clip_backbone"] == "clip-tiny" else []
 
 
-def eval_ti_flags(wildcards, input):
+def eval_ti_flags(wildcards):
     m = SZT["metrics"]
-    return flags(backbone=m["backbone"], backbone_weights=input.backbone or m.get("backbone_weights"),
-                 fid_backbone=m.get("fid_backbone"), fid_weights=m.get("fid_weights"),
-                 clip_backbone=m["clip_backbone"], clip_weights=input.clip or m.get("clip_weights"))
+    return flags(backbone=m["backbone"],
+                 backbone_weights=_szt_backbone(wildcards) or m.get("backbone_weights"),
+                 fid_backbone=m.get("fid_backbone"),
+                 fid_weights=_resnet_artifact(m.get("fid_backbone")) or m.get("fid_weights"),
+                 clip_backbone=m["clip_backbone"],
+                 clip_weights=_clip_model(wildcards) or m.get("clip_weights"))
 
 
 # ---- InvisibleDiffusion (paper 000): attacks, their models, samples and measurements ----

@@ -79,6 +79,7 @@ rule eval_ti:
         embeddings="results/personalize/ti/{defense}",
         concepts="results/data/szt-concepts",
         backbone=_szt_backbone,
+        fid_backbone=_szt_fid_backbone,
         clip=_clip_model,
         code=code("cli/personalize_eval.py", "personalize/evaluate.py", "metrics/similarity.py",
                   "metrics/fid.py", "metrics/backbones.py"),
