@@ -97,7 +97,9 @@ def train_ddpm(unet, scheduler, images: torch.Tensor, *, steps: int, batch_size:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         unet.load_state_dict(state["unet"]), ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"]), gen.set_state(state["gen"])
-        start, curve = int(state["step"]), [dict(zip(("step", "loss"), r)) for r in state["curve"].tolist()]
+        # float64 on save keeps the losses exact; steps come back as ints, as a fresh run writes them
+        start, curve = int(state["step"]), [{"step": int(s), "loss": loss}
+                                            for s, loss in state["curve"].tolist()]
     n = images.shape[0]
     running = []
     bar = tqdm(range(start, steps), desc="train ddpm", initial=start, total=steps)
@@ -125,7 +127,8 @@ def train_ddpm(unet, scheduler, images: torch.Tensor, *, steps: int, batch_size:
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                         "gen": gen.get_state(), "step": step + 1,
-                        "curve": torch.tensor([[r["step"], r["loss"]] for r in curve])}, tmp)
+                        "curve": torch.tensor([[r["step"], r["loss"]] for r in curve],
+                                              dtype=torch.float64)}, tmp)
             os.replace(tmp, ckpt)
     return ema, curve
 
