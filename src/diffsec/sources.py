@@ -29,6 +29,13 @@ class Source:
     # mirrored as JPEGs, upstream ships the binary version): then it has its own checksum.
     url_sha256: str | None = None
     description: str = ""
+    # Only for sources whose publisher gives no sha256 (CelebA: the md5s its authors and
+    # torchvision publish); then `sha256` is empty and the md5 is checked instead.
+    md5: str | None = None
+
+    def digest(self) -> tuple[str, str]:
+        """(algorithm, expected hex digest) of the file's bytes."""
+        return ("sha256", self.sha256) if self.sha256 else ("md5", self.md5 or "")
 
     @property
     def filename(self) -> str:
@@ -61,14 +68,25 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
            "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367",
            "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/resnet56-4bfd9763.th",
            description="CIFAR-10 ResNet-56 (akamaster), 93.6% top-1"),
+    # CelebA (InvisibleDiffusion's second benchmark, `paper` profile): not in the shared mirror,
+    # and Google Drive serves it behind a confirmation page, so it is read from a mirror only.
+    Source("celeba_images", "celeba/img_align_celeba.zip", "",
+           "https://drive.google.com/file/d/0B7EVK8r0v71pZjFTYXZWM3FlRnM",
+           md5="00d2c5bc6d35e252742224ab0c1e8fcb", description="CelebA aligned and cropped faces (zip)"),
+    Source("celeba_attributes", "celeba/list_attr_celeba.txt", "",
+           "https://drive.google.com/file/d/0B7EVK8r0v71pblRyaVFSWGxPY0U",
+           md5="75e246fa4810816ffd6ee81facbd244c", description="CelebA 40 binary attributes per image"),
+    Source("celeba_partition", "celeba/list_eval_partition.txt", "",
+           "https://drive.google.com/file/d/0B7EVK8r0v71pY0NSMzRuSXJEVkk",
+           md5="d32c9cbf5e040fd4025c592c306e6668", description="CelebA train/val/test partition"),
     Source("mist_target", "mist/MIST.png",
            "d9111f2dce73e73f2e932e5ada87f17a288f53240bdf5978b9aaeb2a3093f361",
            "https://github.com/psyker-team/mist/raw/70a2956/MIST.png",
            description="Mist encoder-attack target image"),
 ]}
 
-# Sources whose canonical location is a folder, not one file: no automatic download.
-_NOT_DOWNLOADABLE = {"dreambooth10"}
+# Sources whose canonical location is a folder or a Drive page, not one file: no automatic download.
+_NOT_DOWNLOADABLE = {"dreambooth10", "celeba_images", "celeba_attributes", "celeba_partition"}
 
 
 def default_mirror(repo_root: str | os.PathLike) -> Path | None:
@@ -89,8 +107,8 @@ def resolve_mirror(mirror: str | None, repo_root: str | os.PathLike = ".") -> Pa
     return p
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def _digest(path: Path, algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             h.update(block)
@@ -118,11 +136,11 @@ def fetch(name: str, dest_dir: str | os.PathLike, mirror: Path | None,
             if not path.is_file():
                 raise DiffsecError(f"source {name}: {path} is missing from the mirror")
             shutil.copyfile(path, tmp)
-            expected, origin = src.sha256, "mirror"
+            (algorithm, expected), origin = src.digest(), "mirror"
         else:
             if name in _NOT_DOWNLOADABLE:
-                raise DiffsecError(f"source {name}: no mirror configured and {src.url} is a folder, "
-                                   "not a downloadable file; set `mirror:` to a directory holding "
+                raise DiffsecError(f"source {name}: no mirror configured and {src.url} cannot be "
+                                   "downloaded automatically; set `mirror:` to a directory holding "
                                    f"{src.mirror_path}")
             try:
                 with urllib.request.urlopen(src.url, timeout=timeout) as r, open(tmp, "wb") as f:
@@ -131,10 +149,12 @@ def fetch(name: str, dest_dir: str | os.PathLike, mirror: Path | None,
                 reason = getattr(e, "reason", e)
                 raise DiffsecError(f"source {name}: no mirror configured and download of {src.url} "
                                    f"failed ({reason})") from None
-            expected, origin = (src.url_sha256 or src.sha256), src.url
-        got = _sha256(tmp)
+            (algorithm, expected), origin = src.digest(), src.url
+            if src.url_sha256:
+                algorithm, expected = "sha256", src.url_sha256
+        got = _digest(tmp, algorithm)
         if got != expected:
-            raise DiffsecError(f"source {name}: sha256 mismatch for {origin if origin != 'mirror' else path} "
+            raise DiffsecError(f"source {name}: {algorithm} mismatch for {origin if origin != 'mirror' else path} "
                                f"(expected {expected[:16]}..., got {got[:16]}...)")
         final = dest_dir / (src.filename if origin == "mirror" else Path(src.url).name)
         os.replace(tmp, final)

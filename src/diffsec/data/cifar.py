@@ -128,13 +128,14 @@ def prepare_cifar10(archive: str | os.PathLike, resolution: int, sizes: dict[str
     return {split: (resize(data[split][0], resolution), data[split][1]) for split in splits}, fmt
 
 
-def class_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 10) -> np.ndarray:
+def class_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 10,
+               n_classes: int = len(CLASSES)) -> np.ndarray:
     """One row per class with its first `per_class` images (blank where a class has fewer)."""
     from diffsec.imageset import grid
 
     h, w, c = images.shape[1:]
     rows = []
-    for k in range(len(CLASSES)):
+    for k in range(n_classes):
         pick = images[labels == k][:per_class]
         pad = np.full((per_class - len(pick), h, w, c), 255, np.uint8)
         rows.append(np.concatenate([pick, pad]))
