@@ -47,6 +47,16 @@ def _mirror():
 MIRROR = _mirror()
 
 
+def source_entry(name):
+    """One source's catalog entry as text: a fetch_source param, so editing the catalog reruns
+    only the fetches whose entry changed (and what reads them)."""
+    from dataclasses import asdict
+
+    from diffsec.catalog import SOURCES
+
+    return " ".join(f"{k}={v}" for k, v in sorted(asdict(SOURCES[name]).items()) if k != "description")
+
+
 METRICS = config["metrics"]
 
 

@@ -12,6 +12,8 @@ rule fetch_source:
         code=code("cli/data.py", "sources.py"),
     params:
         mirror=MIRROR,
+        # the catalog entry itself (not the catalog file) is what this fetch depends on
+        entry=lambda w: source_entry(w.name),
     wildcard_constraints:
         name="|".join(SOURCE_NAMES),
     log:
