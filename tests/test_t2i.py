@@ -121,3 +121,33 @@ def test_killed_run_resumes_from_checkpoint(data, tmp_path, monkeypatch):
     for name in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
         assert (out / "pipeline" / name).read_bytes() == (ref / "pipeline" / name).read_bytes()
     assert (out / "curve.csv").read_text() == (ref / "curve.csv").read_text()
+
+
+def test_vae_roundtrip_ceiling(world, data, tmp_path):
+    """eval-class --vae-roundtrip classifies what the world's VAE gives back: checked against a
+    direct encode (posterior mean) / decode, skimage's PSNR and the classifier run by hand."""
+    import torch
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from diffsec.models import resnet_cifar as rc
+    from diffsec.models.t2i import load_pipeline
+
+    torch.manual_seed(0)
+    rc.save_classifier(rc.resnet20(), tmp_path / "clf")
+    assert main(["eval-class", "--images", str(data), "--vae-roundtrip", str(world), "--classifier",
+                 str(tmp_path / "clf"), "--out", str(tmp_path / "ceiling"), "--threads", "1",
+                 "--device", "cpu"]) == 0
+    m = json.loads((tmp_path / "ceiling/metrics.json").read_text())
+    d = load_imageset(data)
+    vae = load_pipeline(str(world / "pipeline")).vae
+    with torch.no_grad():
+        x = torch.from_numpy(d["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        y = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+    rec = ((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    want = np.mean([peak_signal_noise_ratio(a, b, data_range=255) for a, b in zip(d["images"], rec)])
+    assert m["vae_psnr"] == pytest.approx(want, rel=1e-4)
+    clf = rc.load_classifier(tmp_path / "clf")
+    assert m["accuracy"] == pytest.approx(np.mean(rc.predict_logits(clf, rec).argmax(1) == d["labels"]))
+    assert m["accuracy_original"] == pytest.approx(
+        np.mean(rc.predict_logits(clf, d["images"]).argmax(1) == d["labels"]))
+    assert m["n"] == 8

@@ -73,6 +73,8 @@ def test_smoke_dag_completes(smoke_dir):
     rows = (smoke_dir / "results/tables/worlds.csv").read_text().splitlines()
     assert rows[0] == "table,row,column,metric,backbone,value,paper_value,profile,n_samples,seed"
     assert len(rows) > 5
+    # the T2I world's VAE ceiling: accuracy on round-tripped test images, and their PSNR
+    assert sum("CIFAR-10 test images through the t2i VAE" in r for r in rows) == 2
     for art in ["results/models/ddpm-cifar10", "results/models/t2i-cifar10", "results/data/dreambooth"]:
         manifest = json.loads((smoke_dir / art / "manifest.json").read_text())
         assert manifest["params"]["seed"] == 0 and manifest["wall_time_s"] >= 0

@@ -99,3 +99,31 @@ rule t2i_class_fidelity:
     shell:
         "diffsec eval-class --images {input.model}/samples.npz --classifier {input.classifier} "
         "--out {output} {params.run} --threads {threads} > {log} 2>&1"
+
+
+# The tiny T2I world's latent space bounds what its samples can show a classifier: the CIFAR-10
+# test images themselves, encoded and decoded by its VAE, classified by the same ResNet-56.
+# Only for a world trained here; SD's VAE is not made for 32 px images.
+if not WORLDS["t2i"]["pretrained"]:
+
+    rule t2i_vae_ceiling:
+        output:
+            directory("results/metrics/t2i-vae-ceiling"),
+        input:
+            model="results/models/t2i-cifar10",
+            data="results/data/cifar10",
+            classifier="results/models/resnet56-cifar10",
+            code=code("cli/evaluate.py", "metrics/classify.py", "metrics/quality.py", "models/t2i.py"),
+        params:
+            run=RUN,
+            n=METRICS["fid_samples"],
+        threads: 1
+        log:
+            "logs/t2i_vae_ceiling.log",
+        benchmark:
+            "benchmarks/t2i_vae_ceiling.tsv"
+        conda:
+            CONDA_ENV
+        shell:
+            "diffsec eval-class --images {input.data}/test.npz --n {params.n} --vae-roundtrip {input.model} "
+            "--classifier {input.classifier} --out {output} {params.run} --threads {threads} > {log} 2>&1"

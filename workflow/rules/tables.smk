@@ -11,10 +11,12 @@ rule table_worlds:
         ddpm_fid="results/metrics/fid-ddpm-vs-test",
         train_fid="results/metrics/fid-train-vs-test",
         t2i_class="results/metrics/t2i-class-fidelity",
+        t2i_vae=[] if WORLDS["t2i"]["pretrained"] else "results/metrics/t2i-vae-ceiling",
         code=code("cli/tables.py", "tables.py"),
     params:
         profile=PROFILE,
         seed=SEED,
+        t2i_vae="" if WORLDS["t2i"]["pretrained"] else "--t2i-vae results/metrics/t2i-vae-ceiling",
     log:
         "logs/table_worlds.log",
     benchmark:
@@ -23,7 +25,8 @@ rule table_worlds:
         CONDA_ENV
     shell:
         "diffsec table-worlds --resnet {input.resnet} --mnist {input.mnist} --ddpm-fid {input.ddpm_fid} "
-        "--train-fid {input.train_fid} --t2i-class {input.t2i_class} --profile {params.profile} --seed {params.seed} "
+        "--train-fid {input.train_fid} --t2i-class {input.t2i_class} {params.t2i_vae} --profile {params.profile} "
+        "--seed {params.seed} "
         "--out {output.csv} > {log} 2>&1"
 
 

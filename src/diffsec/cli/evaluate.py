@@ -45,6 +45,10 @@ def register(sub) -> None:
                        "class-prompted samples: how often the prompted class is what was drawn).")
     p.add_argument("--images", type=Path, required=True, help="npz with images + labels (or artifact dir)")
     p.add_argument("--classifier", type=Path, required=True, help="classifier-resnet artifact directory")
+    p.add_argument("--n", type=int, default=0, help="only the first N images (0 = all)")
+    p.add_argument("--vae-roundtrip", type=Path, default=None,
+                   help="train-t2i artifact: classify the images after an encode/decode through its "
+                   "VAE (the ceiling of what the world's samples can show the classifier)")
     p.add_argument("--out", type=Path, required=True)
     add_common(p)
     p.set_defaults(func=run_class)
@@ -128,11 +132,24 @@ def run_class(args: argparse.Namespace) -> None:
     data = _imageset(args.images)
     if "labels" not in data:
         raise DiffsecError(f"{args.images} has no labels array")
+    if args.n < 0 or args.n > len(data["labels"]):
+        raise DiffsecError(f"--n {args.n}: {args.images} holds {len(data['labels'])} images")
+    images, labels = data["images"][:args.n or None], data["labels"][:args.n or None]
     model = load_classifier(args.classifier)
     with artifact_dir(args.out, "eval-class", params_of(args)) as art:
         art.device = str(device)
         art.add_input("images", args.images), art.add_input("classifier", args.classifier)
-        pred = predict_labels(model, data["images"], device=str(device))
-        _write_metrics(art, {"accuracy": accuracy(pred, data["labels"]),
-                             "per_class": per_class_accuracy(pred, data["labels"], 10).tolist(),
-                             "classifier": f"{model.arch}-cifar10", "n": int(len(pred))})
+        extra = {}
+        if args.vae_roundtrip:
+            from diffsec.metrics.quality import psnr
+            from diffsec.models.t2i import load_pipeline, vae_roundtrip
+
+            art.add_input("vae_roundtrip", args.vae_roundtrip)
+            vae = load_pipeline(str(args.vae_roundtrip / "pipeline"), device=str(device)).vae
+            original, images = images, vae_roundtrip(vae, images)
+            extra = {"vae_psnr": float(psnr(images, original).mean()),
+                     "accuracy_original": accuracy(predict_labels(model, original, device=str(device)), labels)}
+        pred = predict_labels(model, images, device=str(device))
+        _write_metrics(art, {"accuracy": accuracy(pred, labels),
+                             "per_class": per_class_accuracy(pred, labels, 10).tolist(),
+                             "classifier": f"{model.arch}-cifar10", "n": int(len(pred)), **extra})

@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--ddpm-fid", type=Path, required=True, help="eval-fid artifact: DDPM samples vs test")
     p.add_argument("--train-fid", type=Path, required=True, help="eval-fid artifact: train images vs test")
     p.add_argument("--t2i-class", type=Path, required=True, help="eval-class artifact on the T2I samples")
+    p.add_argument("--t2i-vae", type=Path, default=None,
+                   help="eval-class --vae-roundtrip artifact: the T2I VAE's ceiling on test images")
     _table_args(p)
     p.set_defaults(func=run_worlds)
 
@@ -72,6 +74,13 @@ def run_worlds(args: argparse.Namespace) -> None:
     cells.append(Cell(row="t2i 'a photo of a <class>' samples", column="prompted class",
                       metric="accuracy", backbone=m["classifier"], value=m["accuracy"],
                       n_samples=m["n"], **common))
+    if args.t2i_vae:
+        m = _load(args.t2i_vae, "metrics.json")
+        row = "CIFAR-10 test images through the t2i VAE"
+        cells += [Cell(row=row, column="true class", metric="accuracy", backbone=m["classifier"],
+                       value=m["accuracy"], n_samples=m["n"], **common),
+                  Cell(row=row, column="vs originals", metric="psnr", backbone="",
+                       value=m["vae_psnr"], n_samples=m["n"], **common)]
     write_table(cells, args.out)
 
 

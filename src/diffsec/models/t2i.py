@@ -114,6 +114,21 @@ def save_pipeline(pipe, out: str | os.PathLike) -> Path:
     return Path(out)
 
 
+def vae_roundtrip(vae, images: np.ndarray, batch: int = 100) -> np.ndarray:
+    """uint8 NHWC images -> encode (posterior mode) -> decode -> uint8: what the latent space can
+    represent at all, an upper bound on the detail any sample of the world can carry."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(images[i:i + batch]).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+            x = x.to(vae.device, vae.dtype)
+            y = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+            out.append(((y.float().cpu() + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out) if out else images[:0].copy()
+
+
 def sample_classes(pipe, class_names, per_class: int, guidance: float, steps: int, seed: int,
                    batch: int = 50, size: int | None = None):
     """`per_class` images for each 'a photo of a <class>' prompt with DPM-Solver++ and CFG.
