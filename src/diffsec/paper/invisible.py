@@ -10,8 +10,8 @@ from __future__ import annotations
 
 DATASET = "CIFAR-10"
 PAPER_ONLY = "CelebA"
-# CelebA is not in the mirror and cannot be downloaded here; the paper profile would also need a
-# CelebA adapter (3 attributes -> 8 classes), which is not built yet.
+# CelebA is not in the mirror and cannot be downloaded here. Its adapter (3 attributes -> 8
+# classes, `prepare-celeba`) exists; the backdoor DAG does not take a dataset yet.
 NOT_RUN = "not run: no CelebA offline"
 
 ROWS = {"Benign": "benign", "TrojDiff In-D": "trojdiff_ind", "BadDiffusion One Image": "baddiffusion_img",
