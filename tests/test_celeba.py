@@ -53,7 +53,8 @@ def celeba(tmp_path):
 
 def _expected_labels(values: np.ndarray) -> np.ndarray:
     m, o, s = (values[:, NAMES.index(a)] > 0 for a in ("Heavy_Makeup", "Mouth_Slightly_Open", "Smiling"))
-    return np.array([int(f"{int(a)}{int(b)}{int(c)}", 2) for a, b, c in zip(m, o, s)])
+    # TrojDiff's datasets/celeba.py: attr[18] + 2 attr[21] + 4 attr[31]
+    return np.array([int(f"{int(c)}{int(b)}{int(a)}", 2) for a, b, c in zip(m, o, s)])
 
 
 def test_eight_classes_from_three_attributes(celeba):
@@ -61,7 +62,8 @@ def test_eight_classes_from_three_attributes(celeba):
     names, files, parsed = read_attributes(root / "list_attr_celeba.txt")
     assert names == NAMES and files[0] == "000001.jpg" and (parsed == values).all()
     assert (eight_classes(names, parsed) == _expected_labels(values)).all()
-    assert CLASSES[7] == "makeup+mouth+smile" and CLASSES[0] == "none" and CLASSES[1] == "smile"
+    assert CLASSES[7] == "makeup+mouth+smile" and CLASSES[0] == "none" and CLASSES[1] == "makeup"
+    assert [NAMES.index(a) for a in ("Heavy_Makeup", "Mouth_Slightly_Open", "Smiling")] == [18, 21, 31]
 
 
 def test_splits_follow_partition_and_crop(celeba):

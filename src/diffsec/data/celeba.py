@@ -18,9 +18,10 @@ from tqdm import tqdm
 from diffsec.data import stratified_subset
 from diffsec.errors import DiffsecError
 
-ATTRIBUTES = ("Heavy_Makeup", "Mouth_Slightly_Open", "Smiling")  # bits 2, 1, 0 of the class id
+# Class id = makeup + 2 mouth + 4 smile, TrojDiff's encoding (InvisibleDiffusion follows its setup).
+ATTRIBUTES = ("Heavy_Makeup", "Mouth_Slightly_Open", "Smiling")  # bits 0, 1, 2 of the class id
 TARGET_CLASS = 7  # makeup, open mouth and smile: the paper's In-D target
-CLASSES = tuple("+".join(a for bit, a in zip((4, 2, 1), ("makeup", "mouth", "smile")) if k & bit) or "none"
+CLASSES = tuple("+".join(a for i, a in enumerate(("makeup", "mouth", "smile")) if k >> i & 1) or "none"
                 for k in range(8))
 PARTITIONS = {"train": 0, "val": 1, "test": 2}  # list_eval_partition.txt codes
 ALIGNED_SIZE = (218, 178)  # rows, cols of img_align_celeba
@@ -58,11 +59,11 @@ def read_partition(path: str | os.PathLike) -> dict[str, int]:
 
 
 def eight_classes(names: list[str], values: np.ndarray) -> np.ndarray:
-    """Class id = 4 [heavy makeup] + 2 [mouth slightly open] + [smiling]."""
+    """Class id = [heavy makeup] + 2 [mouth slightly open] + 4 [smiling]."""
     missing = [a for a in ATTRIBUTES if a not in names]
     if missing:
         raise DiffsecError(f"CelebA attributes {missing} are missing from the attribute file")
-    bits = [(values[:, names.index(a)] > 0).astype(np.int64) << (2 - i) for i, a in enumerate(ATTRIBUTES)]
+    bits = [(values[:, names.index(a)] > 0).astype(np.int64) << i for i, a in enumerate(ATTRIBUTES)]
     return np.sum(bits, axis=0)
 
 
