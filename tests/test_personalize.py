@@ -324,3 +324,33 @@ def test_sets_grid_train_and_eval(model_dir, tmp_path):
     assert main(["train-ti", "--model", str(model_dir), "--sets", "clean", "--steps", "2",
                  "--out", str(tmp_path / "x"), *common]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_bench_ti_rows_resize_and_out_of_memory(model_dir):
+    """bench-ti's helpers: the concept set resized to the benchmark's resolution (masks stay
+    binary and cover the same region), one timed row per R, and an R that runs out of memory
+    ends the sweep with a marked row instead of a crash."""
+    from diffsec.personalize.bench import resize_concepts, ti_throughput
+
+    data = {"images": IMAGES, "masks": MASKS, "concept": np.array(["dog"] * 3),
+            "class_name": np.array(["dog"] * 3)}
+    big = resize_concepts(data, 32)
+    assert big["images"].shape == (3, 32, 32, 3) and big["images"].dtype == np.uint8
+    assert big["masks"].dtype == bool and big["masks"].sum() == 4 * MASKS.sum()
+    assert np.array_equal(big["masks"][:, ::2, ::2], MASKS)
+    small = resize_concepts(big, 16)
+    assert np.array_equal(small["masks"], MASKS)
+
+    calls = []
+
+    def load_pipe():
+        calls.append(1)
+        if len(calls) == 3:
+            raise torch.OutOfMemoryError("simulated")
+        return load(model_dir)
+
+    rows = ti_throughput(load_pipe, data, [1, 2, 4, 8], steps=2, warmup=1)
+    assert [r["runs"] for r in rows] == [1, 2, 4] and rows[-1] == {"runs": 4, "out_of_memory": True}
+    assert rows[0]["speedup_vs_one_at_a_time"] == 1.0
+    assert rows[1]["run_steps_per_s"] == pytest.approx(2 / rows[1]["seconds_per_step"])
+    assert rows[1]["speedup_vs_one_at_a_time"] == pytest.approx(rows[1]["run_steps_per_s"] / rows[0]["run_steps_per_s"])

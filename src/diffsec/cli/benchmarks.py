@@ -17,13 +17,20 @@ def register(sub) -> None:
     p = sub.add_parser("bench-ti", help="batched textual-inversion throughput (run-steps/s) vs runs per batch",
                        description="Time train-ti steps with R runs per batch (R=1 is one run at a time) on a "
                        "T2I pipeline and a concept set with masks; prints a Markdown table and writes JSON.")
-    p.add_argument("--model", required=True, help="SD pipeline dir or train-t2i artifact")
+    p.add_argument("--model", required=True, help="SD pipeline dir or train-t2i artifact, or 'sd15-shape' "
+                   "for Stable Diffusion 1.5's architecture with random weights (built once into --workdir)")
     p.add_argument("--images", type=Path, required=True, help="concept set (prepare-dreambooth concepts.npz)")
     p.add_argument("--runs", type=int, nargs="+", default=[1, 4, 16, 64], help="batch sizes R")
     p.add_argument("--steps", type=int, default=20, help="timed steps per R (after 3 warm-up steps)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads, 0 = library default")
+    p.add_argument("--resolution", type=int, default=0, help="resize the concept images to this size "
+                   "(512 for SD 1.5); 0 = as prepared")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                   help="dtype of the frozen VAE and UNet (the text encoder stays float32)")
+    p.add_argument("--workdir", type=Path, default=Path("results/bench/sd15-shape"),
+                   help="where --model sd15-shape is saved once and reloaded for every R")
     p.set_defaults(func=run_ti)
 
     p = sub.add_parser("bench-sampling", help="pixel DDPM sampling throughput (images/s, DDPM-T and DDIM)",
@@ -79,18 +86,34 @@ def run_ti(args: argparse.Namespace) -> None:
     from diffsec.imageset import load_imageset
     from diffsec.models.pipelines import resolve_pipeline
     from diffsec.models.t2i import load_pipeline
-    from diffsec.personalize.bench import ti_throughput
+    from diffsec.personalize.bench import resize_concepts, ti_throughput
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = resolve_pipeline(args.model)
-    rows = ti_throughput(lambda: load_pipeline(model, "cpu"), load_imageset(args.images), args.runs,
-                         args.steps, device=args.device)
-    print(f"| runs per batch R | s / step | run-steps / s | speed-up vs one at a time |  ({args.device}, "
-          f"{torch.get_num_threads()} threads)\n|---:|---:|---:|---:|")
+    if args.model == "sd15-shape":
+        from diffsec.models.shapes import sd15_shaped_pipeline
+        from diffsec.models.t2i import save_pipeline
+
+        if not (args.workdir / "model_index.json").is_file():
+            save_pipeline(sd15_shaped_pipeline(args.workdir / "tokenizer-src"), args.workdir)
+        model = str(args.workdir)
+    else:
+        model = resolve_pipeline(args.model)
+    data = load_imageset(args.images)
+    if args.resolution:
+        data = resize_concepts(data, args.resolution)
+    rows = ti_throughput(lambda: load_pipeline(model, "cpu"), data, args.runs, args.steps,
+                         device=args.device, dtype=getattr(torch, args.dtype))
+    mem = any("peak_gib" in r for r in rows)
+    print(f"{args.model}, {data['images'].shape[1]} px, {args.dtype}, {args.device}, {torch.get_num_threads()} threads")
+    print("| runs per batch R | s / step | run-steps / s | speed-up vs one at a time |" + (" peak GiB |" if mem else "")
+          + "\n|---:|---:|---:|---:|" + ("---:|" if mem else ""))
     for r in rows:
+        if r.get("out_of_memory"):
+            print(f"| {r['runs']} | out of memory | | |" + (" |" if mem else ""))
+            continue
         print(f"| {r['runs']} | {r['seconds_per_step']:.4f} | {r['run_steps_per_s']:.1f} | "
-              f"{r['speedup_vs_one_at_a_time']:.2f} |")
+              f"{r['speedup_vs_one_at_a_time']:.2f} |" + (f" {r['peak_gib']:.1f} |" if mem else ""))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
@@ -100,7 +123,8 @@ def run_sampling(args: argparse.Namespace) -> None:
 
     import torch
 
-    from diffsec.diffusion.bench import ddpm_cifar10_32_unet, sampling_throughput
+    from diffsec.diffusion.bench import sampling_throughput
+    from diffsec.models.shapes import ddpm_cifar10_32_unet
     from diffsec.models.ddpm import DDPMConfig, build_ddpm, load_ddpm, n_params
 
     if args.threads:

@@ -9,17 +9,6 @@ import time
 import torch
 
 
-def ddpm_cifar10_32_unet():
-    """The architecture of google/ddpm-cifar10-32 (35.7 M parameters), randomly initialised:
-    same speed as the real weights, which cannot be downloaded here."""
-    from diffusers import UNet2DModel
-
-    return UNet2DModel(sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
-                       block_out_channels=(128, 256, 256, 256),
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
-
-
 @torch.no_grad()
 def sampling_throughput(unet, scheduler_config: dict, batch_sizes, timed_steps: int = 10, ddim_steps=(50, 100),
                         device: str = "cpu") -> list[dict]:
