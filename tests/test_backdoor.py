@@ -166,16 +166,22 @@ def test_targets_parse_and_refuse_bad_specs():
     cifar = {"images": np.arange(6 * 32 * 32 * 3, dtype=np.uint8).reshape(6, 32, 32, 3) % 251,
              "labels": np.array([7, 1, 7, 2, 7, 3])}
     mnist = {"images": np.zeros((5, 28, 28, 1), np.uint8), "labels": np.array([8, 8, 3, 8, 1])}
-    t = load_target("cifar10:7", cifar_train=cifar, cifar_test=cifar, mnist_heldout=None, resolution=32)
+    cifar_args = dict(data_train=cifar, data_test=cifar, data_name="cifar10")
+    t = load_target("cifar10:7", **cifar_args, mnist_heldout=None, resolution=32)
     assert t.kind == "In-D" and len(t.train) == 3 and not t.one_image
-    t = load_target("mnist:8", cifar_train=None, cifar_test=None, mnist_heldout=mnist, resolution=32)
+    none = dict(data_train=None, data_test=None, data_name="cifar10")
+    t = load_target("mnist:8", **none, mnist_heldout=mnist, resolution=32)
     assert t.kind == "Out-D" and t.train.shape == (3, 32, 32, 3)
-    t = load_target("mnist:8:2", cifar_train=None, cifar_test=None, mnist_heldout=mnist, resolution=32)
+    t = load_target("mnist:8:2", **none, mnist_heldout=mnist, resolution=32)
     assert t.one_image and t.train.shape == (1, 32, 32, 3)
     assert mnist_rgb(np.full((1, 28, 28, 1), 200, np.uint8), 32).min() == 200
-    for spec in ("cifar10", "svhn:1", "mnist:8:9", "cifar10:x"):
+    # CelebA's class 7 is In-D for a CelebA world only: the same spec against CIFAR data fails
+    t = load_target("celeba:7", data_train=cifar, data_test=cifar, data_name="celeba", mnist_heldout=None,
+                    resolution=32)
+    assert t.kind == "In-D" and t.dataset == "celeba" and len(t.reference) == 3
+    for spec in ("cifar10", "svhn:1", "mnist:8:9", "cifar10:x", "celeba:7"):
         with pytest.raises(DiffsecError):
-            load_target(spec, cifar_train=cifar, cifar_test=cifar, mnist_heldout=mnist, resolution=32)
+            load_target(spec, **cifar_args, mnist_heldout=mnist, resolution=32)
 
 
 def test_paper_values_of_invisible_diffusion():

@@ -13,8 +13,8 @@ rule backdoor_train:
             caption="../report/backdoor_train.rst",
         ),
     input:
-        model="results/models/ddpm-cifar10",
-        cifar="results/data/cifar10",
+        model=lambda w: world_model(w.attack),
+        data=lambda w: f"results/data/{inv_dataset(w.attack)}",
         mnist=backdoor_mnist,
         mist=backdoor_mist,
         code=code("cli/backdoor.py", "backdoor/attacks.py", "backdoor/finetune.py", "backdoor/targets.py",
@@ -34,7 +34,7 @@ rule backdoor_train:
     conda:
         CONDA_ENV
     shell:
-        "diffsec backdoor-train --model {input.model} --cifar {input.cifar} {params.flags} --out {output} "
+        "diffsec backdoor-train --model {input.model} --data {input.data} {params.flags} --out {output} "
         "{params.run} --threads {threads} > {log} 2>&1"
 
 
@@ -48,7 +48,7 @@ rule backdoor_sample:
         run=RUN,
         flags=backdoor_sample_flags,
     wildcard_constraints:
-        attack="benign|" + "|".join(re.escape(a) for a in INV_ATTACKS),
+        attack="|".join(re.escape(a) for a in [*INV_BENIGN, *INV_ATTACKS]),
         sampler="ddpm|ddim",
         variant=r"final|step-\d+",
     threads: config["threads"]
@@ -71,18 +71,19 @@ rule backdoor_eval:
     input:
         samples="results/backdoor/samples/{attack}/{sampler}/{variant}",
         model=lambda w: backdoor_model(w.attack),
-        cifar="results/data/cifar10",
-        resnet="results/models/resnet56-cifar10",
+        data=lambda w: f"results/data/{inv_dataset(w.attack)}",
+        in_d_classifier=in_d_classifier,
         mnist_classifier="results/models/mnist-classifier",
         backbone=backbone_inputs,
         code=code("cli/backdoor_eval.py", "backdoor/evaluate.py", "metrics/fid.py", "metrics/prdc.py",
-                  "metrics/backbones.py"),
+                  "metrics/backbones.py", "models/celeba_net.py"),
     params:
         run=RUN,
         backbone=backbone_flags,
         label=backdoor_label,
+        in_d_flag=in_d_flag,
     wildcard_constraints:
-        attack="benign|" + "|".join(re.escape(a) for a in INV_ATTACKS),
+        attack="|".join(re.escape(a) for a in [*INV_BENIGN, *INV_ATTACKS]),
         sampler="ddpm|ddim",
         variant=r"final|step-\d+",
     threads: config["threads"]
@@ -93,8 +94,8 @@ rule backdoor_eval:
     conda:
         CONDA_ENV
     shell:
-        "diffsec backdoor-eval --samples {input.samples} --model {input.model} --reference {input.cifar}/test.npz "
-        "--resnet {input.resnet} --mnist-classifier {input.mnist_classifier} {params.backbone} "
+        "diffsec backdoor-eval --samples {input.samples} --model {input.model} --reference {input.data}/test.npz "
+        "{params.in_d_flag} {input.in_d_classifier} --mnist-classifier {input.mnist_classifier} {params.backbone} "
         "--label {params.label} --out {output} {params.run} --threads {threads} > {log} 2>&1"
 
 

@@ -57,6 +57,14 @@ def source_entry(name):
     return " ".join(f"{k}={v}" for k, v in sorted(asdict(SOURCES[name]).items()) if k != "description")
 
 
+# dataset -> its pixel DDPM world's config (CelebA's only when invisible.datasets names it)
+DDPM_WORLDS = {"cifar10": "ddpm", "celeba": "ddpm_celeba"}
+
+
+def ddpm_world(wildcards):
+    return config["worlds"][DDPM_WORLDS[wildcards.dataset]]
+
+
 METRICS = config["metrics"]
 
 
@@ -168,6 +176,20 @@ INV_ATTACKS = dict(INV["attacks"])
 _missing = sorted(set(INV_SHAPE.attacks_in_tables()) - set(INV_ATTACKS))
 if _missing:
     sys.exit(f"config error: invisible.attacks: the tables need attacks {_missing}")
+INV_DATASETS = INV["datasets"]
+# The main table's attacks again on every further dataset (CelebA), on that dataset's world, with
+# the In-D target moved to that dataset's (Out-D MNIST targets stay).
+for _ds in INV_DATASETS:
+    if _ds == "cifar10":
+        continue
+    for _sampler in INV_SHAPE.COLUMNS.values():
+        for _row in INV_SHAPE.rows_of(_ds, _sampler):
+            _a = INV_SHAPE.ROWS[_row]
+            if _a != "benign":
+                _spec = INV_ATTACKS[_a]
+                _target = INV["in_d_targets"][_ds] if _spec["target"].startswith("cifar10:") else _spec["target"]
+                INV_ATTACKS[INV_SHAPE.dataset_attack(_ds, _a)] = {**_spec, "target": _target}
+INV_BENIGN = [INV_SHAPE.dataset_attack(d, "benign") for d in INV_DATASETS]
 # Fig. 4: the base attack again at each lambda of the sweep (the configured lambda is the base itself)
 INV_LAMBDAS = sorted(INV["ablation"]["lambdas"])
 for _lam in INV_LAMBDAS:
@@ -182,8 +204,27 @@ def _lambda_label(lam):
     return INV_SHAPE.LAMBDA_BASE if lam == INV["lam"] else INV_SHAPE.lambda_attack(lam)
 
 
+def inv_dataset(attack):
+    return INV_SHAPE.split_attack(attack)[0]
+
+
+def world_model(attack):
+    """The pixel DDPM world an attack fine-tunes (or that the benign row samples)."""
+    return f"results/models/ddpm-{inv_dataset(attack)}"
+
+
 def backdoor_model(attack):
-    return "results/models/ddpm-cifar10" if attack == "benign" else f"results/backdoor/models/{attack}"
+    return world_model(attack) if INV_SHAPE.split_attack(attack)[1] == "benign" else f"results/backdoor/models/{attack}"
+
+
+def in_d_classifier(wildcards):
+    """What scores In-D ASR: the mirror's CIFAR ResNet-56, or the CelebA attribute classifier."""
+    return {"cifar10": "results/models/resnet56-cifar10", "celeba": "results/models/celeba-classifier"}[
+        inv_dataset(wildcards.attack)]
+
+
+def in_d_flag(wildcards):
+    return {"cifar10": "--resnet", "celeba": "--celeba-classifier"}[inv_dataset(wildcards.attack)]
 
 
 def backdoor_mnist(wildcards):
@@ -216,8 +257,10 @@ def invisible_evals(table):
     """The backdoor-eval artifacts one of the two InvisibleDiffusion tables reads."""
     out = []
     if table == "invisible_diffusion":
-        for sampler in INV_SHAPE.COLUMNS.values():
-            out += [f"results/metrics/backdoor/{INV_SHAPE.ROWS[r]}/{sampler}/final" for r in INV_SHAPE.ROWS_OF[sampler]]
+        for ds in INV_DATASETS:
+            for sampler in INV_SHAPE.COLUMNS.values():
+                out += [f"results/metrics/backdoor/{INV_SHAPE.dataset_attack(ds, INV_SHAPE.ROWS[r])}/{sampler}/final"
+                        for r in INV_SHAPE.rows_of(ds, sampler)]
         return out
     for lam in INV_LAMBDAS:
         out += [f"results/metrics/backdoor/{_lambda_label(lam)}/{s}/final" for s in ("ddpm", "ddim")]

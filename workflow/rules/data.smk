@@ -2,7 +2,7 @@
 
 DATA_CFG = config["data"]
 SOURCE_NAMES = ["cifar10", "mnist_test_images", "mnist_test_labels", "dreambooth10",
-                "resnet20", "resnet56", "mist_target"]
+                "resnet20", "resnet56", "mist_target", "celeba_images", "celeba_attributes", "celeba_partition"]
 
 
 rule fetch_source:
@@ -49,6 +49,35 @@ rule prepare_cifar10:
         CONDA_ENV
     shell:
         "diffsec prepare-cifar10 --source {input.source} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
+
+
+rule prepare_celeba:
+    # InvisibleDiffusion's second dataset (paper profile): 8 classes from 3 attributes
+    output:
+        report(
+            directory("results/data/celeba"),
+            patterns=["{name}.png"],
+            category="data",
+            caption="../report/celeba.rst",
+        ),
+    input:
+        images="results/sources/celeba_images",
+        attributes="results/sources/celeba_attributes",
+        partition="results/sources/celeba_partition",
+        code=code("cli/celeba.py", "data/celeba.py", "imageset.py"),
+    params:
+        run=RUN,
+        flags=flags(**DATA_CFG["celeba"]),
+    threads: 1
+    log:
+        "logs/prepare_celeba.log",
+    benchmark:
+        "benchmarks/prepare_celeba.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "diffsec prepare-celeba --images {input.images} --attributes {input.attributes} --partition {input.partition} "
+        "{params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
 
 
 rule prepare_mnist:

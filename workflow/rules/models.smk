@@ -6,25 +6,27 @@ WORLDS = config["worlds"]
 rule train_ddpm:
     output:
         report(
-            directory("results/models/ddpm-cifar10"),
+            directory("results/models/ddpm-{dataset}"),
             patterns=["{name}.png"],
             category="worlds",
             caption="../report/ddpm.rst",
         ),
     input:
-        data=[] if WORLDS["ddpm"]["pretrained"] else "results/data/cifar10",
+        data=lambda w: [] if ddpm_world(w)["pretrained"] else f"results/data/{w.dataset}",
         code=code("cli/ddpm.py", "models/ddpm.py", "diffusion/sampling.py", "imageset.py"),
     params:
         run=RUN,
         data=lambda w, input: f"--data {input.data}/train.npz" if input.data else "",
-        flags=flags(**WORLDS["ddpm"]),
+        flags=lambda w: flags(**ddpm_world(w)),
+    wildcard_constraints:
+        dataset="|".join(DDPM_WORLDS),
     threads: config["threads"]
     resources:
         gpu=1,
     log:
-        "logs/train_ddpm.log",
+        "logs/train_ddpm/{dataset}.log",
     benchmark:
-        "benchmarks/train_ddpm.tsv"
+        "benchmarks/train_ddpm/{dataset}.tsv"
     conda:
         CONDA_ENV
     shell:
@@ -139,3 +141,32 @@ rule train_clip:
     shell:
         "diffsec train-clip --data {input.data}/train.npz --test {input.data}/test.npz {params.flags} "
         "--out {output} {params.run} --threads {threads} > {log} 2>&1"
+
+
+rule train_celeba_classifier:
+    # scores CelebA In-D ASR (InvisibleDiffusion's class 7); CIFAR-10's is the mirror's ResNet-56
+    output:
+        report(
+            directory("results/models/celeba-classifier"),
+            patterns=["{name}.png"],
+            category="worlds",
+            caption="../report/celeba_classifier.rst",
+        ),
+    input:
+        data="results/data/celeba",
+        code=code("cli/celeba_classifier.py", "models/celeba_net.py"),
+    params:
+        run=RUN,
+        flags=flags(**WORLDS["celeba_classifier"]),
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        "logs/train_celeba_classifier.log",
+    benchmark:
+        "benchmarks/train_celeba_classifier.tsv"
+    conda:
+        CONDA_ENV
+    shell:
+        "diffsec train-celeba-classifier --data {input.data} {params.flags} --out {output} {params.run} "
+        "--threads {threads} > {log} 2>&1"

@@ -66,6 +66,7 @@ rule table_invisible:
     params:
         profile=PROFILE,
         seed=SEED,
+        datasets=" ".join(INV_DATASETS),
     log:
         "logs/table_invisible_diffusion.log",
     benchmark:
@@ -73,8 +74,8 @@ rule table_invisible:
     conda:
         CONDA_ENV
     shell:
-        "diffsec table-invisible --metrics {input.metrics} --profile {params.profile} --seed {params.seed} "
-        "--out {output.csv} > {log} 2>&1"
+        "diffsec table-invisible --metrics {input.metrics} --datasets {params.datasets} --profile {params.profile} "
+        "--seed {params.seed} --out {output.csv} > {log} 2>&1"
 
 
 rule table_invisible_ablation:

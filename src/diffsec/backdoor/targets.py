@@ -1,7 +1,8 @@
 """Backdoor target distributions, named by spec strings:
 
-* `cifar10:<class>`: a CIFAR-10 class (In-D; the paper's is 7, horse). Trains on the train split's
-  images of that class; attack precision is measured against the test split's.
+* `cifar10:<class>`, `celeba:<class>`: a class of the dataset the model was trained on (In-D; the
+  paper's are 7: CIFAR-10's horse, CelebA's makeup + open mouth + smile). Trains on the train
+  split's images of that class; attack precision is measured against the test split's.
 * `mnist:<digit>`: an MNIST digit (Out-D; the paper's is 8), resized to the model's resolution and
   made RGB. Only the held-out MNIST split is used, so the classifier that scores ASR (trained on
   the other split) has never seen these digits.
@@ -17,11 +18,13 @@ import numpy as np
 
 from diffsec.errors import DiffsecError
 
+IN_D = ("cifar10", "celeba")  # datasets a pixel DDPM world is trained on: their classes are In-D targets
+
 
 @dataclass
 class Target:
     spec: str
-    dataset: str            # cifar10 | mnist
+    dataset: str            # cifar10 | celeba | mnist
     label: int
     index: int | None       # one-image target when set
     train: np.ndarray       # uint8 N x H x W x 3: what poisoned samples are drawn from
@@ -35,19 +38,20 @@ class Target:
     def kind(self) -> str:
         if self.one_image:
             return "one image"
-        return "In-D" if self.dataset == "cifar10" else "Out-D"
+        return "In-D" if self.dataset in IN_D else "Out-D"
 
 
 def parse(spec: str) -> tuple[str, int, int | None]:
     parts = spec.split(":")
     try:
-        if parts[0] == "cifar10" and len(parts) == 2:
-            return "cifar10", int(parts[1]), None
+        if parts[0] in IN_D and len(parts) == 2:
+            return parts[0], int(parts[1]), None
         if parts[0] == "mnist" and len(parts) in (2, 3):
             return "mnist", int(parts[1]), int(parts[2]) if len(parts) == 3 else None
     except ValueError:
         pass
-    raise DiffsecError(f"target {spec!r}: expected cifar10:<class>, mnist:<digit> or mnist:<digit>:<index>")
+    raise DiffsecError(f"target {spec!r}: expected cifar10:<class>, celeba:<class>, mnist:<digit> or "
+                       "mnist:<digit>:<index>")
 
 
 def mnist_rgb(images: np.ndarray, resolution: int) -> np.ndarray:
@@ -60,15 +64,18 @@ def mnist_rgb(images: np.ndarray, resolution: int) -> np.ndarray:
     return x.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy().copy()
 
 
-def load_target(spec: str, *, cifar_train: dict | None, cifar_test: dict | None, mnist_heldout: dict | None,
-                resolution: int) -> Target:
-    """Build the target from loaded image sets (dicts with 'images' and 'labels')."""
+def load_target(spec: str, *, data_train: dict | None, data_test: dict | None, data_name: str,
+                mnist_heldout: dict | None, resolution: int) -> Target:
+    """Build the target from loaded image sets (dicts with 'images' and 'labels'): `data_*` are the
+    splits of the model's own dataset `data_name`, which an In-D target must name."""
     dataset, label, index = parse(spec)
-    if dataset == "cifar10":
-        if cifar_train is None or cifar_test is None:
-            raise DiffsecError(f"target {spec!r} needs the CIFAR-10 train and test sets")
-        train = cifar_train["images"][cifar_train["labels"] == label]
-        ref = cifar_test["images"][cifar_test["labels"] == label]
+    if dataset in IN_D:
+        if dataset != data_name:
+            raise DiffsecError(f"target {spec!r} is In-D for {dataset}, but the data given is {data_name}")
+        if data_train is None or data_test is None:
+            raise DiffsecError(f"target {spec!r} needs the {dataset} train and test sets")
+        train = data_train["images"][data_train["labels"] == label]
+        ref = data_test["images"][data_test["labels"] == label]
     else:
         if mnist_heldout is None:
             raise DiffsecError(f"target {spec!r} needs the held-out MNIST split")

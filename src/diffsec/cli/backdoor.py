@@ -16,7 +16,8 @@ def register(sub) -> None:
                        "the backdoored DDPMPipeline, the trigger (attack.json, trigger.safetensors), the "
                        "target images, the training curve and a clean | triggered sample grid.")
     p.add_argument("--model", type=Path, required=True, help="train-ddpm artifact (the pretrained world)")
-    p.add_argument("--cifar", type=Path, required=True, help="prepare-cifar10 artifact (clean data, In-D targets)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="prepare-cifar10 or prepare-celeba artifact: the world's own data (clean mix, In-D targets)")
     p.add_argument("--mnist", type=Path, help="prepare-mnist artifact (Out-D / one-image targets)")
     p.add_argument("--mist", type=Path, help="fetch-source mist_target artifact (the 'mist' blend trigger)")
     p.add_argument("--out", type=Path, required=True)
@@ -24,7 +25,8 @@ def register(sub) -> None:
     g.add_argument("--method", choices=["invisible", "trojdiff", "baddiffusion"], required=True)
     g.add_argument("--trigger", choices=["gaussian", "uniform", "poisson", "free", "mist", "box"], required=True,
                    help="fixed noise image, 'free' (N(0,I) per sample), the MIST picture, or a corner box")
-    g.add_argument("--target", required=True, help="cifar10:<class> | mnist:<digit> | mnist:<digit>:<index>")
+    g.add_argument("--target", required=True,
+                   help="cifar10:<class> | celeba:<class> | mnist:<digit> | mnist:<digit>:<index>")
     g.add_argument("--lam", type=float, default=0.5, help="InvisibleDiffusion mixing ratio lambda")
     g.add_argument("--gamma", type=float, default=0.6, help="TrojDiff blend std gamma")
     g.add_argument("--trigger-seed", type=int, default=0, help="seed of the fixed noise trigger image")
@@ -59,12 +61,19 @@ def register(sub) -> None:
 
 
 def _load_sets(args):
+    """The data's train and test splits, its dataset name (from its manifest), held-out MNIST."""
+    from diffsec.artifact import read_manifest
+    from diffsec.errors import DiffsecError
     from diffsec.imageset import load_imageset
 
-    train = load_imageset(args.cifar / "train.npz")
-    test = load_imageset(args.cifar / "test.npz")
+    try:
+        name = read_manifest(args.data)["stage"].removeprefix("prepare-")
+    except (OSError, ValueError, KeyError):
+        raise DiffsecError(f"--data {args.data}: not a prepare-cifar10 / prepare-celeba artifact") from None
+    train = load_imageset(args.data / "train.npz")
+    test = load_imageset(args.data / "test.npz")
     mnist = load_imageset(args.mnist / "heldout.npz") if args.mnist else None
-    return train, test, mnist
+    return train, test, name, mnist
 
 
 def _trigger_image(args, res: int):
@@ -103,8 +112,9 @@ def run_train(args: argparse.Namespace) -> None:
     device = setup(args)
     unet, sched = ddpm.load_ddpm(str(args.model / "pipeline"), device)
     res = unet.config.sample_size
-    train, test, mnist = _load_sets(args)
-    target = load_target(args.target, cifar_train=train, cifar_test=test, mnist_heldout=mnist, resolution=res)
+    train, test, data_name, mnist = _load_sets(args)
+    target = load_target(args.target, data_train=train, data_test=test, data_name=data_name,
+                         mnist_heldout=mnist, resolution=res)
     try:
         attack = Attack(args.method, args.trigger, _trigger_image(args, res), lam=args.lam, gamma=args.gamma,
                         shape=(3, res, res))
@@ -113,7 +123,7 @@ def run_train(args: argparse.Namespace) -> None:
     ckpt_dir = args.out.with_name(args.out.name + ".ckpt")
     with artifact_dir(args.out, "backdoor-train", params_of(args)) as art:
         art.device = str(device)
-        art.add_input("model", args.model / "pipeline"), art.add_input("cifar", args.cifar)
+        art.add_input("model", args.model / "pipeline"), art.add_input("data", args.data)
         if args.mnist:
             art.add_input("mnist", args.mnist)
         if args.mist:

@@ -12,15 +12,17 @@ from diffsec.cli.common import add_common, params_of, setup
 def register(sub) -> None:
     p = sub.add_parser("backdoor-eval", help="FID/precision/recall, attack precision, ASR, MSE, trigger norms",
                        description="Measure one sampled model: FID, precision and recall of its clean-noise "
-                       "samples against CIFAR-10 test; attack precision and ASR (or MSE for a one-image "
+                       "samples against the world's test set (CIFAR-10 or CelebA); attack precision and ASR (or MSE for a one-image "
                        "target) of its triggered samples; the trigger's L2 / L-inf on the 0-255 scale.")
     p.add_argument("--samples", type=Path, required=True, help="backdoor-sample artifact")
     p.add_argument("--model", type=Path, required=True,
                    help="the backdoor-train artifact sampled (or the world, for the benign row)")
-    p.add_argument("--reference", type=Path, required=True, help="CIFAR-10 test npz (benign reference)")
+    p.add_argument("--reference", type=Path, required=True,
+                   help="test npz of the world's dataset, CIFAR-10 or CelebA (benign reference)")
     p.add_argument("--reference-n", type=int, default=0,
                    help="reference images to compare with (seeded, class-stratified; 0 = as many as samples)")
-    p.add_argument("--resnet", type=Path, help="classifier-resnet artifact (In-D ASR)")
+    p.add_argument("--resnet", type=Path, help="classifier-resnet artifact (CIFAR-10 In-D ASR)")
+    p.add_argument("--celeba-classifier", type=Path, help="train-celeba-classifier artifact (CelebA In-D ASR)")
     p.add_argument("--mnist-classifier", type=Path, help="train-mnist-classifier artifact (Out-D ASR)")
     p.add_argument("--backbone", default="resnet56-cifar10", help="feature backbone registry name")
     p.add_argument("--backbone-weights", default="", help="weights for the backbone (file or dir)")
@@ -65,6 +67,9 @@ def run(args: argparse.Namespace) -> None:
             if attack["one_image"]:
                 m["mse"] = ev.mse_to_image(trig, target[0])
             else:
+                if min(len(target), len(trig)) <= args.k:
+                    raise DiffsecError(f"attack precision needs more than --k {args.k} target and triggered "
+                                       f"images; got {len(target)} and {len(trig)}")
                 m["a_prec"] = ev.attack_precision(backbone.features, trig, target, args.k, device)
                 m["asr"], m["classifier"] = _asr(args, attack, trig, device)
         art.file("metrics.json").write_text(json.dumps(m, indent=2, sort_keys=True))
@@ -75,6 +80,13 @@ def _asr(args, attack: dict, images, device: str) -> tuple[float, str]:
     from diffsec.backdoor.evaluate import attack_success_rate
     from diffsec.errors import DiffsecError
 
+    if attack["target_dataset"] == "celeba":
+        from diffsec.models.celeba_net import load_celeba_classifier
+
+        if args.celeba_classifier is None:
+            raise DiffsecError("a CelebA In-D target needs --celeba-classifier (the 8-class attribute classifier)")
+        model = load_celeba_classifier(args.celeba_classifier, device)
+        return attack_success_rate(model.predict(images), attack["target_label"]), "celeba-net"
     if attack["target_dataset"] == "cifar10":
         from diffsec.metrics import predict_labels
         from diffsec.models.resnet_cifar import load_classifier

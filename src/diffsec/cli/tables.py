@@ -134,8 +134,10 @@ def register_invisible(sub) -> None:
     p = sub.add_parser("table-invisible", help="InvisibleDiffusion Tables I and II (invisible_diffusion.csv)",
                        description="Fill InvisibleDiffusion's Tables I (DDPM) and II (DDIM) from backdoor-eval "
                        "artifacts labelled <attack>/<sampler>, with the paper's number beside each cell. "
-                       "CelebA rows are listed as not run, with the reason.")
+                       "Datasets not in --datasets (CelebA on these machines) are listed as not run, with the reason.")
     p.add_argument("--metrics", type=Path, nargs="+", required=True, help="backdoor-eval artifacts")
+    p.add_argument("--datasets", nargs="+", default=["cifar10"], choices=["cifar10", "celeba"],
+                   help="datasets whose rows were run (default: cifar10)")
     _table_args(p)
     p.set_defaults(func=run_invisible)
 
@@ -192,15 +194,19 @@ def run_invisible(args: argparse.Namespace) -> None:
 
     by_label, common = _by_label(args.metrics), {"profile": args.profile, "seed": args.seed}
     table, cells = "invisible_diffusion", []
-    for column, sampler in shape.COLUMNS.items():
-        for row in shape.ROWS_OF[sampler]:
-            attack = shape.ROWS[row]
-            m = _need(by_label, f"{attack}/{sampler}")
-            cells += _invisible_cells(table, f"{shape.DATASET} · {row}", column, m,
-                                      shape.metrics_for(attack, "mse" in m), common)
+    for dataset in shape.DATASETS:
+        if dataset not in args.datasets:
+            continue
+        for column, sampler in shape.COLUMNS.items():
+            for row in shape.rows_of(dataset, sampler):
+                attack = shape.dataset_attack(dataset, shape.ROWS[row])
+                m = _need(by_label, f"{attack}/{sampler}")
+                cells += _invisible_cells(table, f"{shape.DATASETS[dataset]} · {row}", column, m,
+                                          shape.metrics_for(shape.ROWS[row], "mse" in m), common)
     paper = paper_values("invisible")
-    for (t, row, column, metric), value in paper.items():   # CelebA: paper only, with the reason
-        if t == table and row.startswith(shape.PAPER_ONLY):
+    skipped = tuple(f"{name} · " for d, name in shape.DATASETS.items() if d not in args.datasets)
+    for (t, row, column, metric), value in paper.items():   # paper only, with the reason
+        if t == table and skipped and row.startswith(skipped):
             cells.append(Cell(table=table, row=row, column=column, metric=metric, backbone="",
                               value=shape.NOT_RUN, paper_value=value, n_samples=0, **common))
     write_table(cells, args.out)

@@ -3,16 +3,19 @@
 Each CIFAR-10 row names the attack (a key of `invisible.attacks` in the config) that fills it;
 "benign" is the pretrained world itself. Precision, recall, A-Prec and ASR are fractions here
 (the paper prints percentages; `invisible.csv` holds them divided by 100). The paper's FID is on
-Inception features; ours names its backbone. CelebA rows are paper-only on these machines.
+Inception features; ours names its backbone. CelebA rows run when `invisible.datasets` names
+celeba (the paper profile; its files must be placed in the mirror); otherwise they are listed as
+not run, with the reason.
 """
 
 from __future__ import annotations
 
 DATASET = "CIFAR-10"
-PAPER_ONLY = "CelebA"
-# CelebA is not in the mirror and cannot be downloaded here. Its adapter (3 attributes -> 8
-# classes, `prepare-celeba`) exists; the backdoor DAG does not take a dataset yet.
-NOT_RUN = "not run: no CelebA offline"
+# dataset key in the config -> its name in the tables; attacks on a further dataset are named
+# "<key>-<attack>" (celeba-id_ind_free), their In-D target moved to that dataset's
+DATASETS = {"cifar10": "CIFAR-10", "celeba": "CelebA"}
+# CelebA's publishers give no download the pipeline may fetch, and it is not in the mirror.
+NOT_RUN = "not run: CelebA is not in the offline mirror (place its files, add celeba to invisible.datasets)"
 
 ROWS = {"Benign": "benign", "TrojDiff In-D": "trojdiff_ind", "BadDiffusion One Image": "baddiffusion_img",
         "InvisibleDiffusion In-D (Fixed Image)": "id_ind_fixed",
@@ -31,6 +34,22 @@ STEALTH_METRICS = ("l2", "linf")
 ONE_IMAGE_ATTACK = "id_img_free"   # Table III: W/o Fixed Image, one target picture
 ONE_IMAGE_ROW = "CIFAR-10 · InvisibleDiffusion one image (W/o Fixed Image)"
 LAMBDA_BASE = "id_ind_free"        # Figs. 4 and 5: In-D, W/o Fixed Image
+
+
+def dataset_attack(dataset: str, attack: str) -> str:
+    """The attack name of `attack` on `dataset` (CIFAR-10's keep their plain names)."""
+    return attack if dataset == "cifar10" else f"{dataset}-{attack}"
+
+
+def split_attack(name: str) -> tuple[str, str]:
+    """(dataset, attack) of an attack name; the inverse of `dataset_attack`."""
+    head, _, rest = name.partition("-")
+    return (head, rest) if rest and head in DATASETS else ("cifar10", name)
+
+
+def rows_of(dataset: str, sampler: str) -> list[str]:
+    """Table rows a dataset fills for a sampler (CelebA has no BadDiffusion row)."""
+    return [r for r in ROWS_OF[sampler] if dataset == "cifar10" or r in CELEBA_ROWS]
 
 
 def attacks_in_tables() -> list[str]:
