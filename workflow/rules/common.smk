@@ -275,6 +275,9 @@ INV_FIG_TRAJECTORIES = {"benign": "benign", "InvisibleDiffusion (fixed image)": 
                         "BadDiffusion": "baddiffusion_img"}
 INV_FIG_TARGETS = {"In-D, fixed image": "id_ind_fixed", "In-D, w/o fixed image": "id_ind_free",
                    "Out-D, fixed image": "id_outd_fixed", "Out-D, w/o fixed image": "id_outd_free"}
+# Fig. 3 shows CIFAR-10 and CelebA: a block per further dataset's attack when it runs
+INV_FIG_TARGETS.update({f"{INV_SHAPE.DATASETS[d]} {n}": INV_SHAPE.dataset_attack(d, a)
+                        for d in INV_DATASETS if d != "cifar10" for n, a in list(INV_FIG_TARGETS.items())})
 INV_FIGURES = ["results/figures/invisible/trajectories", "results/figures/invisible/targets"]
 
 
