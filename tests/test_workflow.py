@@ -122,11 +122,12 @@ def test_invisible_attack_setting_reruns_only_that_attack(smoke_dir, mirror, tmp
 def test_celeba_dataset_adds_its_branch_only(smoke_dir, mirror, tmp_path):
     """Naming CelebA in invisible.datasets plans its own branch beside the finished CIFAR-10 one:
     its three sources, data, DDPM world and attribute classifier, the five attacks of its table
-    rows (no BadDiffusion row), benign + attacks sampled and measured with both samplers, and the
-    table; nothing of CIFAR-10 reruns."""
+    rows (no BadDiffusion row), benign + attacks sampled and measured with both samplers, Fig. 3
+    (which gains CelebA blocks) and the table; nothing of CIFAR-10 reruns."""
     jobs = planned_after_override(smoke_dir, mirror, tmp_path, "invisible:\n  datasets: [cifar10, celeba]\n")
     assert jobs == {"fetch_source": 3, "prepare_celeba": 1, "train_ddpm": 1, "train_celeba_classifier": 1,
-                    "backdoor_train": 5, "backdoor_sample": 12, "backdoor_eval": 12, "table_invisible": 1}, jobs
+                    "backdoor_train": 5, "backdoor_sample": 12, "backdoor_eval": 12, "figure_backdoor_targets": 1,
+                    "table_invisible": 1}, jobs
 
 
 def test_szt_defense_setting_reruns_only_its_column(smoke_dir, mirror, tmp_path):
