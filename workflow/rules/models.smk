@@ -71,7 +71,7 @@ rule train_mnist_classifier:
         ),
     input:
         data="results/data/mnist",
-        code=code("cli/mnist.py", "models/mnist_net.py"),
+        code=code("cli/mnist.py", "models/mnist_net.py", "models/classifier_fit.py"),
     params:
         run=RUN,
         flags=flags(**WORLDS["mnist_classifier"]),
@@ -154,7 +154,7 @@ rule train_celeba_classifier:
         ),
     input:
         data="results/data/celeba",
-        code=code("cli/celeba_classifier.py", "models/celeba_net.py"),
+        code=code("cli/celeba_classifier.py", "models/celeba_net.py", "models/classifier_fit.py"),
     params:
         run=RUN,
         flags=flags(**WORLDS["celeba_classifier"]),

@@ -65,35 +65,6 @@ def _load_split(path):
     return images, labels.astype(np.int64)
 
 
-def _plot(path, curve: list[dict]) -> None:
-    import matplotlib
-    import numpy as np
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = np.array([r["step"] for r in curve])
-    k = max(1, len(curve) // 40)  # moving average: per-batch values are too noisy to read
-
-    def smooth(v):
-        return np.convolve(v, np.ones(k) / k, mode="valid")
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, key in ((a, "loss"), (b, "train_acc")):
-        v = np.array([r[key] for r in curve])
-        ax.plot(steps, v, lw=0.5, alpha=0.3, color="C0")
-        ax.plot(steps[k - 1:], smooth(v), lw=1.5, color="C0", label=f"train batch (mean of {k})")
-    a.set(xlabel="step", ylabel="cross-entropy", yscale="log", title="training loss")
-    ev = [r for r in curve if r["heldout_acc"] is not None]
-    b.plot([r["step"] for r in ev], [r["heldout_acc"] for r in ev], "o-", color="C1", label="test")
-    b.axhline(1 / NUM_CLASSES, color="gray", lw=0.8, ls=":", label="chance")
-    b.set(xlabel="step", ylabel="accuracy", ylim=(0.0, 1.0), title="accuracy")
-    b.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def train_celeba_classifier(args: argparse.Namespace) -> None:
     import csv
     import json
@@ -105,6 +76,7 @@ def train_celeba_classifier(args: argparse.Namespace) -> None:
     from diffsec.data.celeba import CLASSES, TARGET_CLASS
     from diffsec.errors import DiffsecError
     from diffsec.models.celeba_net import CelebaNet, save_celeba_classifier, train
+    from diffsec.models.classifier_fit import plot_curve
 
     device = setup(args)
     for name in ("epochs", "batch_size", "width", "size"):
@@ -139,7 +111,7 @@ def train_celeba_classifier(args: argparse.Namespace) -> None:
             w = csv.DictWriter(f, fieldnames=list(curve[0]))
             w.writeheader()
             w.writerows(curve)
-        _plot(art.file("curve.png"), curve)
+        plot_curve(art.file("curve.png"), curve, "test", (0.0, 1.0), chance=1 / NUM_CLASSES)
         art.file("eval.json").write_text(json.dumps(result, indent=2))
         art.extra["test_accuracy"] = result["test_accuracy"]
     print(f"test accuracy {result['test_accuracy']:.4f} on {len(y_test)} faces (class {TARGET_CLASS} "

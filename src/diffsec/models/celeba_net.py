@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +134,7 @@ def train(model: CelebaNet, images: np.ndarray, labels: np.ndarray, epochs: int,
     Images stay uint8 (on the model's device) and are preprocessed per batch, so the whole CelebA
     train partition fits. Minutes on a GPU, so it does not checkpoint.
     """
-    from tqdm import tqdm
+    from diffsec.models.classifier_fit import fit
 
     if len(images) == 0 or len(images) != len(labels):
         raise DiffsecError(f"training needs matching, non-empty images and labels, got {len(images)} "
@@ -148,29 +147,12 @@ def train(model: CelebaNet, images: np.ndarray, labels: np.ndarray, epochs: int,
     steps = epochs * -(-len(x_all) // batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    curve, step, t0 = [], 0, time.time()
-    bar = tqdm(total=steps, desc="celeba classifier", unit=" step", mininterval=1.0)
-    for epoch in range(1, epochs + 1):
-        model.train()
-        for idx in torch.randperm(len(x_all), generator=gen).split(batch_size):
-            flip = torch.rand(len(idx), generator=gen) < 0.5
-            idx = idx.to(device)
-            logits = model(preprocess(model, x_all[idx], flip))
-            loss = F.cross_entropy(logits, y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            acc = (logits.argmax(1) == y_all[idx]).float().mean().item()
-            curve.append({"step": step, "epoch": epoch, "loss": loss.item(), "train_acc": acc,
-                          "heldout_acc": None, "seconds": round(time.time() - t0, 3)})
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if heldout is not None:
-            curve[-1]["heldout_acc"] = float((model.predict(heldout[0]) == heldout[1]).mean())
-    bar.close()
-    return curve
+
+    def inputs(idx):  # a flip per image, drawn from the run's generator after the batch order
+        flip = torch.rand(len(idx), generator=gen) < 0.5
+        return preprocess(model, x_all[idx.to(device)], flip)
+
+    return fit(model, inputs, y_all, opt, sched, epochs, batch_size, gen, "celeba classifier", heldout)
 
 
 def save_celeba_classifier(model: CelebaNet, directory: str | os.PathLike, **extra) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +77,7 @@ def train(model: MnistNet, images: np.ndarray, labels: np.ndarray, epochs: int, 
 
     Under a minute on CPU, so it does not checkpoint: a killed run simply starts again.
     """
-    from tqdm import tqdm
+    from diffsec.models.classifier_fit import fit
 
     device = next(model.parameters()).device
     x_all = preprocess(images, device)  # small enough to hold preprocessed
@@ -87,28 +86,8 @@ def train(model: MnistNet, images: np.ndarray, labels: np.ndarray, epochs: int, 
     steps = epochs * -(-len(x_all) // batch_size)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    curve, step, t0 = [], 0, time.time()
-    bar = tqdm(total=steps, desc="mnist classifier", unit=" step", mininterval=1.0)
-    for epoch in range(1, epochs + 1):
-        model.train()
-        for idx in torch.randperm(len(x_all), generator=gen).split(batch_size):
-            idx = idx.to(device)
-            logits = model(x_all[idx])
-            loss = F.cross_entropy(logits, y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            acc = (logits.argmax(1) == y_all[idx]).float().mean().item()
-            curve.append({"step": step, "epoch": epoch, "loss": loss.item(), "train_acc": acc,
-                          "heldout_acc": None, "seconds": round(time.time() - t0, 3)})
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if heldout is not None:
-            curve[-1]["heldout_acc"] = float((model.predict(heldout[0]) == heldout[1]).mean())
-    bar.close()
-    return curve
+    return fit(model, lambda idx: x_all[idx.to(device)], y_all, opt, sched, epochs, batch_size, gen,
+               "mnist classifier", heldout)
 
 
 def save_mnist_classifier(model: MnistNet, directory: str | os.PathLike, **extra) -> None:
