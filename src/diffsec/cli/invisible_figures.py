@@ -86,7 +86,6 @@ def run_trajectories(args: argparse.Namespace) -> None:
 
 
 def run_targets(args: argparse.Namespace) -> None:
-    import numpy as np
 
     from diffsec.artifact import artifact_dir
     from diffsec.imageset import load_imageset
@@ -98,12 +97,24 @@ def run_targets(args: argparse.Namespace) -> None:
         for ax, (name, d) in zip(axes[:, 0], rows.items()):
             art.add_input(name, Path(d) / "trigger.npz")
             imgs = load_imageset(Path(d) / "trigger.npz")["images"][:16]
-            tiles = [np.concatenate(list(imgs[i:i + 8]), axis=1) for i in (0, 8) if len(imgs) > i]
-            ax.imshow(np.concatenate(tiles, axis=0), interpolation="nearest")
+            ax.imshow(_tile_rows(imgs, 8), interpolation="nearest")
             ax.set_title(name, fontsize=9), ax.axis("off")
         fig.tight_layout()
         fig.savefig(art.file("targets.png"), dpi=120, bbox_inches="tight")
         plt.close(fig)
+
+
+def _tile_rows(imgs, per_row: int):
+    """Images (N, H, W, C) as rows of `per_row` tiles; a short last row is padded with white so
+    that every row has the same width (9 to 15 images used to fail to concatenate)."""
+    import numpy as np
+
+    rows = []
+    for i in range(0, len(imgs), per_row):
+        row = list(imgs[i:i + per_row])
+        row += [np.full_like(imgs[0], 255)] * (per_row - len(row))
+        rows.append(np.concatenate(row, axis=1))
+    return np.concatenate(rows, axis=0)
 
 
 def _metrics(d: str) -> dict:
@@ -137,11 +148,15 @@ def run_ablation(args: argparse.Namespace) -> None:
         for metric, c in (("precision", "C0"), ("recall", "C1")):
             a2.plot([p[0] for p in pts], [p[1][metric] for p in pts], "s--", color=c, label=metric)
         a.set(xlabel="fine-tuning steps", ylabel=f"FID [{pts[0][1]['backbone']}]", title="benign (DDIM)")
-        a2.set_ylim(0, 1), a.legend(loc="upper left"), a2.legend(loc="upper right")
+        a2.set_ylim(0, 1)
+        # One legend for both y axes, below the plot: inside, it hid the first FID point.
+        handles = a.get_legend_handles_labels()[0] + a2.get_legend_handles_labels()[0]
+        a.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8)
         for metric, label in (("a_prec", "A-Prec"), ("asr", "ASR")):
             b.plot([p[0] for p in pts], [p[1][metric] for p in pts], "o-", label=label)
         b.set(xlabel="fine-tuning steps", ylim=(-0.02, 1.02), title="attack (DDIM): Fig. 5")
         b.legend()
-        fig.tight_layout(), fig.savefig(art.file("steps.png"), dpi=120), plt.close(fig)
+        fig.tight_layout()
+        fig.savefig(art.file("steps.png"), dpi=120, bbox_inches="tight"), plt.close(fig)
         for name, d in {**lams, **steps}.items():
             art.add_input(name, Path(d) / "metrics.json")
