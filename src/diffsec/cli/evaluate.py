@@ -142,10 +142,14 @@ def run_class(args: argparse.Namespace) -> None:
         extra = {}
         if args.vae_roundtrip:
             from diffsec.metrics.quality import psnr
-            from diffsec.models.t2i import load_pipeline, vae_roundtrip
+            from diffusers import AutoencoderKL
+
+            from diffsec.models.t2i import vae_roundtrip
 
             art.add_input("vae_roundtrip", args.vae_roundtrip)
-            vae = load_pipeline(str(args.vae_roundtrip / "pipeline"), device=str(device)).vae
+            # The VAE alone: the round trip needs neither the UNet nor the text encoder.
+            vae = AutoencoderKL.from_pretrained(str(args.vae_roundtrip / "pipeline"), subfolder="vae")
+            vae = vae.to(device).eval()
             original, images = images, vae_roundtrip(vae, images)
             extra = {"vae_psnr": float(psnr(images, original).mean()),
                      "accuracy_original": accuracy(predict_labels(model, original, device=str(device)), labels)}
