@@ -22,6 +22,14 @@ def setup(args: argparse.Namespace):
     return pick_device(args.device)
 
 
+def open_stage(args: argparse.Namespace, name: str, skip: tuple[str, ...] = ()):
+    """The library `Stage` of this run: seed/threads set, device picked, params recorded."""
+    from diffsec.stage import Stage
+
+    return Stage(name, args.out, params_of(args, skip), seed=args.seed, device=args.device,
+                 threads=args.threads)
+
+
 def params_of(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """The resolved parameters of a run, for its manifest (paths and callables left out)."""
     out = {}
