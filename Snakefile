@@ -1,6 +1,6 @@
 # diffsec: one DAG reproducing five papers on the security of diffusion models.
 # Run: snakemake --cores 2 [target]    (profile workflow/profiles/default is picked up automatically)
-import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,13 +14,22 @@ min_version("9.0")
 configfile: Path(workflow.basedir) / "config.yaml"
 
 
-# Validate before any job runs: a bad value ends here with one line naming the key.
+# Validate before any job runs: a bad value (a duplicate key in a config file, a value the schema
+# or a cross-key check refuses, a config the tables cannot be filled from) ends here with one
+# line naming the key. --config values are typed as the schema wants them (dvc_track=false).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from diffsec.config import validate_config
 from diffsec.errors import DiffsecError
+from diffsec.plan import invisible_plan, szt_plan
 
 try:
-    validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    validate_config(
+        config,
+        Path(workflow.basedir) / "workflow/schemas/config.schema.yaml",
+        configfiles=workflow.configfiles,
+    )
+    SZT_PLAN = szt_plan(config["szt"])
+    INV_PLAN = invisible_plan(config["invisible"])
 except DiffsecError as e:
     print(e, file=sys.stderr)
     sys.exit(1)
@@ -41,9 +50,10 @@ report: "workflow/report/workflow.rst"
 
 onsuccess:
     # Finished artifacts go into the DVC cache (only inside a DVC repo; tests run elsewhere).
+    # An argument list, never a shell string: the remote reaches dvc as one argument.
     if Path(".dvc").is_dir() and config["dvc_track"]:
-        remote = f"--remote {config['dvc_remote']}" if config["dvc_remote"] else ""
-        shell(f"diffsec dvc-track results {remote}")
+        remote = ["--remote", config["dvc_remote"]] if config["dvc_remote"] else []
+        subprocess.run(["diffsec", "dvc-track", "results", *remote], check=True)
 
 
 rule all:

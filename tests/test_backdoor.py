@@ -8,10 +8,14 @@ import torch
 
 from diffsec.backdoor.attacks import Attack
 from diffsec.backdoor.triggers import box_trigger, noise_image, stealth_norms
-from diffsec.diffusion.chain import NoiseChain, sample_chain
 from diffsec.diffusion.sampling import sample
 
 SHAPE = (3, 8, 8)
+
+
+def _attack(method: str, trigger: str, phi=None, lam: float = 0.5, gamma: float = 0.6, shape=SHAPE) -> Attack:
+    """An attack with the test's settings (the library takes every value explicitly)."""
+    return Attack(method, trigger, phi, lam=lam, gamma=gamma, shape=shape)
 
 
 def _sched_config(variance_type="fixed_large"):
@@ -19,21 +23,6 @@ def _sched_config(variance_type="fixed_large"):
 
     return dict(DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True,
                               variance_type=variance_type).config)
-
-
-@pytest.mark.parametrize("method,variance", [("ddim", "fixed_large"), ("ddpm", "fixed_large"),
-                                             ("ddpm", "fixed_small")])
-def test_benign_chain_equals_diffusers(method, variance):
-    cfg = _sched_config(variance)
-
-    def eps_model(x, t):  # any deterministic function of (x, t) will do
-        return torch.tanh(x) * 0.7 + 0.1 * (t.float() / 1000).view(-1, 1, 1, 1)
-
-    x_T = torch.randn(4, *SHAPE, generator=torch.Generator().manual_seed(0))
-    ours, _ = sample_chain(eps_model, cfg, x_T, NoiseChain(), method, 20,
-                           generator=torch.Generator().manual_seed(1), progress=False)
-    ref, _ = sample(eps_model, cfg, x_T, method, 20, generator=torch.Generator().manual_seed(1), progress=False)
-    assert torch.allclose(ours, ref, atol=1e-3), (ours - ref).abs().max()
 
 
 def _oracle(attack: Attack, y: torch.Tensor, cfg: dict):
@@ -62,30 +51,30 @@ def _oracle(attack: Attack, y: torch.Tensor, cfg: dict):
 
 @pytest.mark.parametrize("method", ["ddpm", "ddim"])
 @pytest.mark.parametrize("attack", [
-    Attack("invisible", "gaussian", noise_image("gaussian", SHAPE, 0), lam=0.5, shape=SHAPE),
-    Attack("invisible", "uniform", noise_image("uniform", SHAPE, 1), lam=0.3, shape=SHAPE),
-    Attack("invisible", "free", None, lam=0.5, shape=SHAPE),
-    Attack("invisible", "free", None, lam=0.2, shape=SHAPE),
-    Attack("trojdiff", "mist", noise_image("uniform", SHAPE, 2), gamma=0.6, shape=SHAPE),
+    _attack("invisible", "gaussian", noise_image("gaussian", SHAPE, 0), lam=0.5),
+    _attack("invisible", "uniform", noise_image("uniform", SHAPE, 1), lam=0.3),
+    _attack("invisible", "free", None, lam=0.5),
+    _attack("invisible", "free", None, lam=0.2),
+    _attack("trojdiff", "mist", noise_image("uniform", SHAPE, 2), gamma=0.6),
 ], ids=["id-gauss", "id-uniform-l0.3", "id-free", "id-free-l0.2", "trojdiff"])
 def test_trigger_chain_reaches_the_target(attack, method):
     """With the loss minimiser as model, the attacker's chain from triggered noise ends on y."""
     cfg = _sched_config()
     y = torch.rand(1, *SHAPE, generator=torch.Generator().manual_seed(5)).double() * 1.6 - 0.8
     gen = torch.Generator().manual_seed(3)
-    x0, _ = sample_chain(_oracle(attack, y, cfg), cfg, attack.x_T(6, gen), attack.chain(), method, 50,
-                         generator=gen, progress=False)
+    x0, _ = sample(_oracle(attack, y, cfg), cfg, attack.x_T(6, gen), method, 50, generator=gen, progress=False,
+                   chain=attack.chain())
     assert torch.allclose(x0.double(), y.expand_as(x0), atol=2e-3), (x0 - y).abs().max()
 
 
 def test_baddiffusion_correction_makes_the_benign_ddpm_sampler_exact():
     cfg = _sched_config()
     cfg["clip_sample"] = False  # the shifted chain's x_0 estimate is exact only without clipping
-    attack = Attack("baddiffusion", "box", box_trigger(8, size=6, thickness=1), shape=SHAPE)
+    attack = _attack("baddiffusion", "box", box_trigger(8, size=6, thickness=1))
     y = torch.rand(1, *SHAPE, generator=torch.Generator().manual_seed(5)).double() * 2 - 1
     gen = torch.Generator().manual_seed(3)
-    x0, _ = sample_chain(_oracle(attack, y, cfg), cfg, attack.x_T(6, gen), attack.chain(), "ddpm",
-                         generator=gen, progress=False)
+    x0, _ = sample(_oracle(attack, y, cfg), cfg, attack.x_T(6, gen), "ddpm", generator=gen, progress=False,
+                   chain=attack.chain())
     assert attack.chain().mu is None and attack.chain().gamma == 1.0   # unchanged sampler
     assert torch.allclose(x0.double(), y.expand_as(x0), atol=2e-3)
 
@@ -96,14 +85,14 @@ def test_poisoned_samples_follow_the_forward_marginals():
 
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
     phi = noise_image("gaussian", SHAPE, 0)
-    attack = Attack("invisible", "gaussian", phi, lam=0.3, shape=SHAPE)
+    attack = _attack("invisible", "gaussian", phi, lam=0.3)
     y = torch.zeros(20000, *SHAPE) + 0.25
     t = torch.full((20000,), 600)
     x_t, target = attack.poisoned(y, t, sched.alphas_cumprod, sched.betas, torch.Generator().manual_seed(0))
     a = sched.alphas_cumprod[600]
     assert torch.allclose(x_t.mean(0), a.sqrt() * 0.25 + 0.3 * (1 - a).sqrt() * phi, atol=0.02)
     assert x_t.std(0).mean().item() == pytest.approx(0.7 * (1 - a).sqrt().item(), rel=0.02)
-    free = Attack("invisible", "free", None, lam=0.3, shape=SHAPE)
+    free = _attack("invisible", "free", None, lam=0.3)
     x_t, target = free.poisoned(y, t, sched.alphas_cumprod, sched.betas, torch.Generator().manual_seed(0))
     assert x_t.std(0).mean().item() == pytest.approx(free.free_std * (1 - a).sqrt().item(), rel=0.02)
     # the regression target is only the (1 - lambda) eps part: corr(target, noise) = (1-lambda)/s
@@ -114,11 +103,11 @@ def test_poisoned_samples_follow_the_forward_marginals():
 
 def test_stealth_norms_on_the_papers_scale():
     phi = noise_image("gaussian", (3, 32, 32), 0)
-    ours = stealth_norms(Attack("invisible", "gaussian", phi, lam=0.5).added())
+    ours = stealth_norms(_attack("invisible", "gaussian", phi, lam=0.5, shape=(3, 32, 32)).added())
     assert ours["linf"] == pytest.approx(127.5)                     # the paper's 127.50
     assert ours["l2"] == pytest.approx(255 * 0.5 * phi.double().norm().item())
-    assert stealth_norms(Attack("invisible", "free", None).added()) == {"l2": 0.0, "linf": 0.0}
-    troj = Attack("trojdiff", "mist", torch.ones(3, 32, 32) * -1)
+    assert stealth_norms(_attack("invisible", "free", None, shape=(3, 32, 32)).added()) == {"l2": 0.0, "linf": 0.0}
+    troj = _attack("trojdiff", "mist", torch.ones(3, 32, 32) * -1, gamma=0.6, shape=(3, 32, 32))
     assert stealth_norms(troj.added())["linf"] == pytest.approx(102.0)   # TrojDiff's 102.00
     box = box_trigger(32, 14, 2)
     assert int(box.sum()) == 3 * (14 * 14 - 10 * 10)
@@ -133,7 +122,7 @@ def test_stealth_norms_on_the_papers_scale():
 ])
 def test_bad_attack_specs_are_refused(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
-        Attack(**kwargs)
+        _attack(**{"shape": (3, 32, 32), **kwargs})
 
 
 def test_attack_metrics_against_direct_computations():
@@ -202,34 +191,43 @@ def test_paper_values_of_invisible_diffusion():
     assert all(0 <= v <= 1 for k, v in p.items() if k[3] in ("precision", "recall", "a_prec", "asr"))
 
 
-def test_finetune_resumes_after_a_kill_to_the_same_weights(tmp_path):
-    """A run killed after its checkpoint and started again ends with the uninterrupted run's weights."""
-    from diffsec.backdoor.finetune import finetune, poisoned_count
+def test_finetune_resumes_after_a_kill_to_the_same_weights_curve_and_snapshots(tmp_path):
+    """A run killed right after its checkpoint and started again ends with the uninterrupted run's
+    weights, loss curve and EMA snapshots (one taken before the kill, one after)."""
+    from diffsec.backdoor.finetune import FinetuneConfig, finetune, poisoned_count
     from diffsec.models.ddpm import DDPMConfig, build_ddpm
+    from diffsec.resume import Checkpoint
 
     def fresh():
         torch.manual_seed(0)
-        return build_ddpm(DDPMConfig(resolution=8, channels=[8, 16], attention=[False, False]))
-
-    g = torch.Generator().manual_seed(0)
-    clean, targets = torch.rand(20, *SHAPE, generator=g) * 2 - 1, torch.rand(5, *SHAPE, generator=g) * 2 - 1
-    attack = Attack("invisible", "free", None, shape=SHAPE)
-    kw = dict(steps=6, batch_size=4, lr=1e-3, poison_rate=0.25, ema_decay=0.9, seed=1, ckpt_every=3, log_every=1)
-    unet, sched = fresh()
-    ref, curve = finetune(unet, sched, clean, targets, attack, **kw)
+        return build_ddpm(DDPMConfig(resolution=8, channels=[8, 16], attention=[False, False], layers_per_block=1))
 
     class Killed(Exception):
         pass
 
-    def kill(step, ema):
-        raise Killed
+    class KilledAfterSave(Checkpoint):
+        def save(self, state, step):
+            super().save(state, step)
+            raise Killed
 
-    unet, sched = fresh()
+    g = torch.Generator().manual_seed(0)
+    clean, targets = torch.rand(20, *SHAPE, generator=g) * 2 - 1, torch.rand(5, *SHAPE, generator=g) * 2 - 1
+    attack = _attack("invisible", "free", None)
+    # a checkpoint at step 3 falls between curve points (every 2 steps): the running losses are kept too
+    cfg = FinetuneConfig(steps=6, batch_size=4, lr=1e-3, poison_rate=0.25, ema_decay=0.9, seed=1,
+                         snapshots=(2, 5), log_every=2)
+    ref = finetune(*fresh(), clean, targets, attack, cfg)
     with pytest.raises(Killed):
-        finetune(unet, sched, clean, targets, attack, ckpt_dir=tmp_path, snapshots=(5,), on_snapshot=kill, **kw)
-    unet, sched = fresh()
-    resumed, curve2 = finetune(unet, sched, clean, targets, attack, ckpt_dir=tmp_path, **kw)
-    for a, b in zip(ref.parameters(), resumed.parameters()):
+        finetune(*fresh(), clean, targets, attack, cfg, ckpt=KilledAfterSave(tmp_path, "k", every=3))
+    ckpt = Checkpoint(tmp_path, "k", every=3)
+    resumed = finetune(*fresh(), clean, targets, attack, cfg, ckpt=ckpt)
+    assert ckpt.start_step == 3 and ckpt.record()["resumed"]
+    for a, b in zip(ref.ema.parameters(), resumed.ema.parameters(), strict=True):
         assert torch.equal(a, b)
-    assert [r["step"] for r in curve2] == [1, 2, 3, 4, 5, 6] and curve2 == curve
+    assert [r["step"] for r in resumed.curve] == [2, 4, 6] and resumed.curve == ref.curve
+    assert list(resumed.snapshots) == [2, 5]
+    for step in (2, 5):
+        for k, v in ref.snapshots[step].items():
+            assert torch.equal(v, resumed.snapshots[step][k])
+    assert not torch.equal(ref.snapshots[2]["conv_in.weight"], ref.snapshots[5]["conv_in.weight"])
     assert poisoned_count(32, 0.2) == 6 and poisoned_count(4, 0.01) == 1 and poisoned_count(4, 0.99) == 3

@@ -42,9 +42,9 @@ def celeba(tmp_path):
     # the real files pad single digits to two columns ("000001.jpg -1  1  1 ...")
     (tmp_path / "list_attr_celeba.txt").write_text(
         f"{N}\n{' '.join(NAMES)}\n" + "".join(f"{f} " + " ".join(f"{v:2d}" for v in row) + "\n"
-                                              for f, row in zip(files, values)))
+                                              for f, row in zip(files, values, strict=True)))
     codes = np.array([0, 0, 1, 2] * (N // 4))
-    (tmp_path / "list_eval_partition.txt").write_text("".join(f"{f} {c}\n" for f, c in zip(files, codes)))
+    (tmp_path / "list_eval_partition.txt").write_text("".join(f"{f} {c}\n" for f, c in zip(files, codes, strict=True)))
     with zipfile.ZipFile(tmp_path / "img_align_celeba.zip", "w") as z:
         for i, f in enumerate(files):
             z.writestr(f"img_align_celeba/{f}", _face(i))
@@ -54,7 +54,7 @@ def celeba(tmp_path):
 def _expected_labels(values: np.ndarray) -> np.ndarray:
     m, o, s = (values[:, NAMES.index(a)] > 0 for a in ("Heavy_Makeup", "Mouth_Slightly_Open", "Smiling"))
     # TrojDiff's datasets/celeba.py: attr[18] + 2 attr[21] + 4 attr[31]
-    return np.array([int(f"{int(c)}{int(b)}{int(a)}", 2) for a, b, c in zip(m, o, s)])
+    return np.array([int(f"{int(c)}{int(b)}{int(a)}", 2) for a, b, c in zip(m, o, s, strict=True)])
 
 
 def test_eight_classes_from_three_attributes(celeba):
@@ -77,7 +77,7 @@ def test_splits_follow_partition_and_crop(celeba):
     assert (train_labels == _expected_labels(values)[train_rows]).all()
     # at 128 px the crop is not resized: exactly the filled region, no dark frame
     assert train_imgs.shape == (len(train_rows), 128, 128, 3)
-    for img, row in zip(train_imgs, train_rows):
+    for img, row in zip(train_imgs, train_rows, strict=True):
         assert abs(float(np.median(img)) - (100 + row)) <= 1 and img.min() > 60
     small = prepare_celeba(root / "img_align_celeba.zip", root / "list_attr_celeba.txt",
                            root / "list_eval_partition.txt", 32, {"train": 6, "test": 4}, seed=3)

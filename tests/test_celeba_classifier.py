@@ -15,6 +15,7 @@ from diffsec.data.celeba import CLASSES
 from diffsec.errors import DiffsecError
 from diffsec.imageset import load_imageset, save_imageset
 from diffsec.models.celeba_net import CelebaNet, load_celeba_classifier, save_celeba_classifier, train
+from diffsec.models.classifier_fit import FitConfig
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,7 +46,7 @@ def trained():
     xh, yh = faces(10, 16, seed=1)
     torch.manual_seed(0)
     model = CelebaNet(8, width=8, size=16)
-    curve = train(model, x, y, epochs=6, batch_size=32, lr=5e-3, seed=0, heldout=(xh, yh))
+    curve = train(model, x, y, FitConfig(epochs=6, batch_size=32, lr=5e-3, seed=0), heldout=(xh, yh))
     return model, curve, (xh, yh)
 
 

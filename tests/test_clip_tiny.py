@@ -10,15 +10,17 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
-from diffsec.cli.main import main
-from diffsec.imageset import save_imageset
-from diffsec.metrics.backbones import ClipBackbone, get_backbone
-from diffsec.metrics.similarity import clip_score
-from diffsec.models import clip_tiny, clip_train
+from diffsec.cli.main import main  # noqa: E402
+from diffsec.imageset import save_imageset  # noqa: E402
+from diffsec.metrics.backbones import ClipBackbone, get_backbone  # noqa: E402
+from diffsec.metrics.similarity import clip_score  # noqa: E402
+from diffsec.models import clip_tiny, clip_train  # noqa: E402
+from diffsec.training import read_curves  # noqa: E402
 
-MICRO = {"embed_dim": 32, "vision": {"patch_size": 8, "width": 32, "layers": 1, "head_width": 16},
-         "text": {"width": 32, "heads": 2, "layers": 1}}
-MICRO_RESNET = {**MICRO, "vision": {"layers": [1, 1, 1, 1], "width": 8, "head_width": 8}}
+MICRO = {"name": "clip-tiny-cifar10", "embed_dim": 32, "image_size": 32, "vision_layers": 1, "vision_width": 32,
+         "vision_head_width": 16, "patch_size": 8, "text_width": 32, "text_heads": 2, "text_layers": 1,
+         "class_names": ["ship", "frog"]}
+MICRO_RESNET = {**MICRO, "vision_layers": [1, 1, 1, 1], "vision_width": 8, "vision_head_width": 8}
 MICRO_ARGS = ["--embed-dim", "32", "--patch-size", "8", "--vision-width", "32", "--vision-layers", "1",
               "--vision-head-width", "16", "--text-width", "32", "--text-layers", "1", "--text-heads", "2",
               "--threads", "1", "--device", "cpu"]
@@ -60,7 +62,7 @@ def trained(sets):
 @pytest.mark.parametrize("micro", [MICRO, MICRO_RESNET], ids=["vit", "resnet"])
 def test_save_load_round_trip(micro, tmp_path):
     torch.manual_seed(0)
-    cfg = clip_tiny.config(**micro)
+    cfg = clip_tiny.ClipConfig(**micro).as_dict()
     model = clip_tiny.build(cfg).eval()
     clip_tiny.save(model, cfg, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"model.safetensors", "config.json"}
@@ -102,8 +104,10 @@ def test_train_clip_artifact(trained, sets):
     m = manifest["metrics"]
     assert m["zero_shot_top1"] >= 0.9
     assert m["clip_score_matched"] > m["clip_score_mismatched"]
-    losses = np.loadtxt(trained / "curve.csv", delimiter=",", skiprows=1, usecols=2)
-    assert len(losses) == 40 and losses[-5:].mean() < losses[:5].mean()
+    curves = read_curves(trained / "curve.csv")  # long format: curve, step, value
+    steps, losses = curves["contrastive"]
+    assert list(curves) == ["contrastive"] and steps == list(range(1, 41))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
 
 def test_clip_score_on_trained_backbone(trained):

@@ -73,15 +73,17 @@ def test_prepare_cifar10_mirror(fetched, tmp_path):
         assert a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
 
 
-def _binary_cifar_tar(path: Path, per_batch: int = 4, n_test: int = 3) -> np.ndarray:
-    """A tiny cifar-10-binary.tar.gz; returns the CHW arrays it holds (train then test)."""
+def _binary_cifar_tar(path: Path, per_batch: int = 4, n_test: int = 3,
+                      extra: tuple[tarfile.TarInfo, ...] = ()) -> np.ndarray:
+    """A tiny cifar-10-binary.tar.gz (plus `extra` empty members at the end); returns the CHW
+    arrays it holds (train then test)."""
     rng = np.random.default_rng(0)
     chw = rng.integers(0, 256, size=(5 * per_batch + n_test, 3, 32, 32), dtype=np.uint8)
     labels = np.arange(len(chw)) % 10
     with tarfile.open(path, "w:gz") as tf:
         names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
         starts = [i * per_batch for i in range(6)] + [len(chw)]
-        for name, lo, hi in zip(names, starts, starts[1:]):
+        for name, lo, hi in zip(names, starts, starts[1:], strict=False):
             data = b"".join(bytes([labels[j]]) + chw[j].tobytes() for j in range(lo, hi))
             info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
             info.size = len(data)
@@ -90,6 +92,8 @@ def _binary_cifar_tar(path: Path, per_batch: int = 4, n_test: int = 3) -> np.nda
         info = tarfile.TarInfo("cifar-10-batches-bin/batches.meta.txt")
         info.size = len(meta)
         tf.addfile(info, io.BytesIO(meta))
+        for info in extra:
+            tf.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
     return chw, labels
 
 

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from diffsec import resume
 from diffsec.cli.main import main
 from diffsec.imageset import save_imageset, to_float
 from diffsec.models import ddpm
 
-TINY = ddpm.DDPMConfig(resolution=8, channels=[8, 16], attention=[False, True])
+TINY = ddpm.DDPMConfig(resolution=8, channels=[8, 16], attention=[False, True], layers_per_block=1)
 
 
 @pytest.fixture()
@@ -20,12 +21,12 @@ def images():
     return rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
 
 
-def _train(images, steps, ckpt_dir=None, fail_at=None, monkeypatch=None):
+def _train(images, steps, ckpt=None, fail_at=None, monkeypatch=None):
     torch.manual_seed(0)
     unet, sched = ddpm.build_ddpm(TINY)
     if fail_at is not None:
         calls = {"n": 0}
-        real = ddpm._ema_update
+        real = ddpm.ema_update
 
         def dying(ema, model, decay):
             calls["n"] += 1
@@ -33,23 +34,26 @@ def _train(images, steps, ckpt_dir=None, fail_at=None, monkeypatch=None):
                 raise KeyboardInterrupt  # the job is killed mid-training
             real(ema, model, decay)
 
-        monkeypatch.setattr(ddpm, "_ema_update", dying)
-    return ddpm.train_ddpm(unet, sched, to_float(images), steps=steps, batch_size=4, lr=1e-3,
-                           ema_decay=0.9, warmup=1, seed=0, ckpt_dir=ckpt_dir, ckpt_every=2, log_every=1)
+        monkeypatch.setattr(ddpm, "ema_update", dying)
+    # log_every 2 with checkpoints every 3 steps: a checkpoint falls inside an open log window
+    cfg = ddpm.TrainConfig(steps=steps, batch_size=4, lr=1e-3, warmup=1, ema_decay=0.9, log_every=2, seed=0)
+    return ddpm.train_ddpm(unet, sched, to_float(images), cfg, ckpt)
 
 
 def test_killed_training_resumes_to_identical_weights(images, tmp_path, monkeypatch):
     torch.set_num_threads(1)
-    ref, ref_curve = _train(images, steps=5)
+    ref, ref_curve = _train(images, steps=7)
+    ckpt = lambda: resume.Checkpoint(tmp_path / "ckpt", key="k", every=3)  # noqa: E731
     with pytest.raises(KeyboardInterrupt):
-        _train(images, steps=5, ckpt_dir=tmp_path / "ckpt", fail_at=4, monkeypatch=monkeypatch)
+        _train(images, steps=7, ckpt=ckpt(), fail_at=5, monkeypatch=monkeypatch)
     assert (tmp_path / "ckpt/state.pt").exists()
     monkeypatch.undo()
-    resumed, curve = _train(images, steps=5, ckpt_dir=tmp_path / "ckpt")
-    # the resumed curve is the uninterrupted one: int steps, the same float64 losses
-    assert curve == ref_curve and all(type(r["step"]) is int for r in curve)
-    for a, b in zip(ref.state_dict().values(), resumed.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    resumed, curve = _train(images, steps=7, ckpt=(c := ckpt()))
+    assert c.start_step == 3
+    # the resumed curve is the uninterrupted one: int steps, the same float64 window means
+    assert curve == ref_curve and curve[0] == [2, 4, 6, 7] and all(type(s) is int for s in curve[0])
+    for a, b in zip(ref.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_cli_trains_saves_and_loads_pretrained(images, tmp_path):
@@ -67,7 +71,7 @@ def test_cli_trains_saves_and_loads_pretrained(images, tmp_path):
                  "--grid-samples", "4", "--grid-steps", "2", "--threads", "1"]) == 0
     a, _ = ddpm.load_ddpm(str(out / "pipeline"))
     b, _ = ddpm.load_ddpm(str(loaded / "pipeline"))
-    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y)
 
 

@@ -60,11 +60,11 @@ def _refl(j, n):  # cv2.BORDER_REFLECT: fedcba|abcdefgh|hgfedcb
     return -j - 1 if j < 0 else (2 * n - j - 1 if j >= n else j)
 
 
-def slow_guided_filter(I, p, r, eps):
+def slow_guided_filter(G, p, r, eps):
     """Window by window, straight from He et al. 2010 (Eqs. 5-8 with a colour guide)."""
-    I = I.reshape(*I.shape[:2], -1).astype(np.float64)
+    G = G.reshape(*G.shape[:2], -1).astype(np.float64)
     p = p.reshape(*p.shape[:2], -1).astype(np.float64)
-    h, w, k = I.shape
+    h, w, k = G.shape
     win = lambda y, x: [(_refl(a, h), _refl(b, w))  # noqa: E731
                         for a in range(y - r, y + r + 1) for b in range(x - r, x + r + 1)]
     A = np.zeros((h, w, k, p.shape[2]))
@@ -72,12 +72,12 @@ def slow_guided_filter(I, p, r, eps):
     for y in range(h):
         for x in range(w):
             idx = win(y, x)
-            Iw = np.array([I[a, b] for a, b in idx])
+            Gw = np.array([G[a, b] for a, b in idx])
             pw = np.array([p[a, b] for a, b in idx])
-            mu, pm = Iw.mean(0), pw.mean(0)
-            cov = (Iw - mu).T @ (Iw - mu) / len(idx)
-            cIp = (Iw - mu).T @ (pw - pm) / len(idx)
-            A[y, x] = np.linalg.solve(cov + eps * np.eye(k), cIp)
+            mu, pm = Gw.mean(0), pw.mean(0)
+            cov = (Gw - mu).T @ (Gw - mu) / len(idx)
+            cGp = (Gw - mu).T @ (pw - pm) / len(idx)
+            A[y, x] = np.linalg.solve(cov + eps * np.eye(k), cGp)
             B[y, x] = pm - A[y, x].T @ mu
     q = np.zeros_like(p)
     for y in range(h):
@@ -85,18 +85,18 @@ def slow_guided_filter(I, p, r, eps):
             idx = win(y, x)
             ma = np.mean([A[a, b] for a, b in idx], 0)
             mb = np.mean([B[a, b] for a, b in idx], 0)
-            q[y, x] = ma.T @ I[y, x] + mb
+            q[y, x] = ma.T @ G[y, x] + mb
     return q
 
 
 @pytest.mark.parametrize("guide_c", [1, 3])
 def test_guided_filter_matches_slow_reference(guide_c):
     rng = np.random.default_rng(0)
-    I = rng.uniform(0, 255, (9, 11, guide_c))
+    G = rng.uniform(0, 255, (9, 11, guide_c))
     p = rng.uniform(0, 255, (9, 11, 3))
-    fast = ac.guided_filter(I, p, 2, 40.0)
-    np.testing.assert_allclose(fast, slow_guided_filter(I, p, 2, 40.0), rtol=1e-7, atol=1e-6)
-    flat = ac.guided_filter(I[..., 0], p[..., 0], 2, 40.0)  # 2-D in, 2-D out
+    fast = ac.guided_filter(G, p, 2, 40.0)
+    np.testing.assert_allclose(fast, slow_guided_filter(G, p, 2, 40.0), rtol=1e-7, atol=1e-6)
+    flat = ac.guided_filter(G[..., 0], p[..., 0], 2, 40.0)  # 2-D in, 2-D out
     assert flat.shape == (9, 11)
 
 
@@ -106,19 +106,24 @@ def high_freq_energy(images):
     return float(((x[:, 1:] - x[:, :-1]) ** 2).mean() + ((x[:, :, 1:] - x[:, :, :-1]) ** 2).mean())
 
 
+# lllyasviel/AdverseCleaner clean.py: 64 bilateral filters (d 5, sigmas 8), 4 guided (radius 4, eps 16)
+SCRIPT = {"bilateral_iters": 64, "diameter": 5, "sigma_color": 8.0, "sigma_space": 8.0, "guided_iters": 4,
+          "radius": 4, "eps": 16.0}
+
+
 def test_advclean_removes_sign_noise():
     """AdverseCleaner's defaults (bilateral sigma_color 8) only partly undo +-16/255 steps (a step
     of 32 gets bilateral weight exp(-8)), much more of +-8/255; the noise left must shrink."""
     clean = smooth_images(3)
     for eps, keep in ((16, 0.8), (8, 0.5)):
         noisy = sign_noise(clean, eps)
-        out = ac.advclean(noisy)
+        out = ac.advclean(noisy, **SCRIPT)
         assert out.shape == noisy.shape and out.dtype == np.uint8
         assert high_freq_energy(out) < high_freq_energy(noisy)
         residual = lambda im: high_freq_energy(im.astype(int) - clean)  # noqa: E731
         assert residual(out) < keep * residual(noisy), eps
         assert np.abs(out.astype(int) - clean).mean() < np.abs(noisy.astype(int) - clean).mean()
-    assert ac.advclean(noisy[..., :1], bilateral_iters=2).shape == noisy[..., :1].shape
+    assert ac.advclean(noisy[..., :1], **{**SCRIPT, "bilateral_iters": 2}).shape == noisy[..., :1].shape
 
 
 # ---------------------------------------------------------------- timestep samplers
@@ -305,7 +310,7 @@ def tiny_ddpm(tmp_path_factory):
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("ddpm")
-    unet, sch = build_ddpm(DDPMConfig(resolution=16, channels=[16, 16], attention=[False, False]))
+    unet, sch = build_ddpm(DDPMConfig(resolution=16, channels=[16, 16], attention=[False, False], layers_per_block=1))
     save_ddpm(unet, sch, root / "pipeline")
     return root
 

@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from diffsec.cli.invisible_figures import _tile_rows
+from diffsec.backdoor.figures import tile_rows
 
 
 @pytest.mark.parametrize("n", [1, 8, 12, 16])
 def test_tile_rows_places_every_image_and_pads_with_white(n):
     imgs = np.stack([np.full((4, 5, 3), i, np.uint8) for i in range(n)])
-    grid = _tile_rows(imgs, 8)
+    grid = tile_rows(imgs, 8)
     rows = -(-n // 8)
     assert grid.shape == (4 * rows, 5 * 8, 3)
     for k in range(rows * 8):

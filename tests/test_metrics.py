@@ -7,9 +7,27 @@ import pytest
 import torch
 
 from diffsec.errors import DiffsecError
-from diffsec.metrics import (accuracy, attack_success_rate, clip_iqa, clip_score, dino_similarity,
-                             fid, frechet_distance, fsim, get_backbone, grid_roc_metrics, l2, linf,
-                             mse, precision_recall, psnr, roc_metrics, roc_report, ssim, vif_p)
+from diffsec.metrics import (
+    accuracy,
+    attack_success_rate,
+    clip_iqa,
+    clip_score,
+    dino_similarity,
+    fid,
+    frechet_distance,
+    fsim,
+    get_backbone,
+    grid_roc_metrics,
+    l2,
+    linf,
+    mse,
+    precision_recall,
+    psnr,
+    roc_metrics,
+    roc_report,
+    ssim,
+    vif_p,
+)
 
 torch.set_num_threads(1)
 
@@ -160,9 +178,9 @@ def test_psnr_ssim_match_skimage():
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     a, b = _pair(np.random.default_rng(5))
-    want_psnr = [peak_signal_noise_ratio(x, y, data_range=255) for x, y in zip(a, b)]
+    want_psnr = [peak_signal_noise_ratio(x, y, data_range=255) for x, y in zip(a, b, strict=True)]
     want_ssim = [structural_similarity(x, y, data_range=255, channel_axis=-1, gaussian_weights=True,
-                                       sigma=1.5, use_sample_covariance=False) for x, y in zip(a, b)]
+                                       sigma=1.5, use_sample_covariance=False) for x, y in zip(a, b, strict=True)]
     np.testing.assert_allclose(psnr(a, b), want_psnr, rtol=1e-6)
     np.testing.assert_allclose(ssim(a, b), want_ssim, atol=1e-4)
 
@@ -214,7 +232,7 @@ def test_clip_score_and_iqa_match_manual(tiny_clip):
     images = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     texts = ["a photo of a dog", "a red car", "a dog"] * 2
     img, txt = _manual_clip(tiny_clip, images, texts)
-    want = np.mean([100 * max(_cos(i, t), 0) for i, t in zip(img, txt)])
+    want = np.mean([100 * max(_cos(i, t), 0) for i, t in zip(img, txt, strict=True)])
     assert clip_score(tiny_clip, images, texts, batch_size=4) == pytest.approx(want, rel=1e-6)
     _, anchors = _manual_clip(tiny_clip, images, ["Good photo.", "Bad photo."])
     p_good = [1 / (1 + np.exp(100 * (_cos(i, anchors[1]) - _cos(i, anchors[0])))) for i in img]

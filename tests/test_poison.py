@@ -10,9 +10,9 @@ import torch
 
 from diffsec.cli.main import main
 from diffsec.imageset import load_imageset, save_imageset
-from diffsec.poison import (METHODS, Budget, DAConfig, LatentDiffusion, image_generators,
-                            make_objective, poison_images)
+from diffsec.poison import METHODS, Budget, DAConfig, LatentDiffusion, image_generators, make_objective, poison_images
 from diffsec.poison.objectives import Batch, noise_loss, sds_surrogate
+from diffsec.training import read_curves
 
 torch.set_num_threads(1)
 N, SIZE = 3, 32
@@ -83,9 +83,10 @@ def _mean_noise_loss(ldm, u8, draws):
 
 
 _RUNS: dict = {}
+BUDGET = Budget(16, 2, 256)
 
 
-def _run(ldm, images, target, method, steps=8, budget=Budget(16, 2, 256), batch_size=N):
+def _run(ldm, images, target, method, steps=8, budget=BUDGET, batch_size=N):
     key = (method, steps, budget, batch_size)
     if key not in _RUNS:
         obj = make_objective(method, ldm, _target01(target),
@@ -229,10 +230,12 @@ def test_cli_writes_the_artifact(model_dir, inputs, tmp_path):
     assert dist["mean"]["linf_unit255"] == pytest.approx(dist["mean"]["linf_unit01"] * 255)
     for f in ("before_after.png", "loss_curve.csv", "loss_curve.png", "target.png", "manifest.json"):
         assert (out / f).is_file()
-    assert len((out / "loss_curve.csv").read_text().splitlines()) == 1 + 3
+    curves = read_curves(out / "loss_curve.csv")  # per PGD step, over the images
+    assert set(curves) == {"mean", "min", "max", "std"} and all(s == [0, 1, 2] for s, _ in curves.values())
+    assert all(lo <= m <= hi for lo, m, hi in zip(curves["min"][1], curves["mean"][1], curves["max"][1], strict=True))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "poison" and set(manifest["inputs"]) == {"images", "model", "target"}
-    assert not list(tmp_path.glob("*.ckpt.npz"))
+    assert not (tmp_path / "ea.ckpt").exists()
 
 
 def test_cli_missing_target_is_a_clean_error(model_dir, inputs, tmp_path, capsys):
@@ -257,12 +260,11 @@ def test_cli_same_seed_same_bytes_and_resume(model_dir, inputs, tmp_path, monkey
     for name in ("a", "b"):
         assert _cli(model_dir, src, tmp_path / name, "--method", "adm+", "--seed", "3") == 0
         runs.append(tmp_path / name)
-    a = load_imageset(runs[0] / "images.npz")
     for f in ("images.npz", "distances.json", "loss_curve.csv"):
         assert (runs[0] / f).read_bytes() == (runs[1] / f).read_bytes()
 
     # Killed after the first batch, then rerun: the checkpoint resumes to the same images.
-    import diffsec.poison as lib
+    import diffsec.poison.run as lib
 
     real = lib.poison_images
 
@@ -275,10 +277,12 @@ def test_cli_same_seed_same_bytes_and_resume(model_dir, inputs, tmp_path, monkey
     monkeypatch.setattr(lib, "poison_images", dies_after_one_batch)
     with pytest.raises(KeyboardInterrupt):
         _cli(model_dir, src, tmp_path / "c", "--method", "adm+", "--seed", "3")
-    assert (tmp_path / "c.ckpt.npz").is_file() and not (tmp_path / "c").exists()
+    assert (tmp_path / "c.ckpt").is_dir() and not (tmp_path / "c").exists()
     monkeypatch.setattr(lib, "poison_images", real)
     assert _cli(model_dir, src, tmp_path / "c", "--method", "adm+", "--seed", "3") == 0
-    c = load_imageset(tmp_path / "c" / "images.npz")
-    assert c["images"].tobytes() == a["images"].tobytes()
-    assert json.loads((tmp_path / "c" / "manifest.json").read_text())["resumed_from"] == 2
-    assert not (tmp_path / "c.ckpt.npz").exists()
+    for f in ("images.npz", "distances.json", "loss_curve.csv"):
+        assert (tmp_path / "c" / f).read_bytes() == (runs[0] / f).read_bytes()
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert manifest["resumed_from"] == 2 and manifest["resume"]["resumed"]
+    assert [a["start_step"] for a in manifest["resume"]["attempts"]] == [0, 1]  # in batches
+    assert not (tmp_path / "c.ckpt").exists()

@@ -11,7 +11,7 @@ import pytest
 from diffsec.artifact import read_manifest, sha256_file
 from diffsec.cli.main import main
 from diffsec.errors import DiffsecError
-from diffsec.sources import SOURCES, default_mirror, fetch
+from diffsec.sources import SOURCES, default_mirror, fetch, verify_source
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = default_mirror(REPO)  # ../shared/mirror beside the checkout
@@ -75,8 +75,9 @@ def test_every_source_declared_in_sha256sums():
             assert s.md5 and s.mirror_path not in sums, s.name
 
 
-def test_md5_source_is_verified_by_md5(tmp_path, monkeypatch):
-    """CelebA's publishers give md5s only: a mirror file is checked against the md5."""
+@pytest.fixture
+def md5_mirror(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """(mirror root, its celeba_partition file), the catalog's md5 patched to the file's."""
     import hashlib
 
     root = tmp_path / "mirror"
@@ -85,11 +86,32 @@ def test_md5_source_is_verified_by_md5(tmp_path, monkeypatch):
     path.write_bytes(b"000001.jpg 0\n000002.jpg 2\n")
     monkeypatch.setitem(SOURCES, "celeba_partition", dataclasses.replace(
         SOURCES["celeba_partition"], md5=hashlib.md5(path.read_bytes()).hexdigest()))
+    return root, path
+
+
+def test_md5_source_is_verified_by_md5(tmp_path, md5_mirror):
+    """CelebA's publishers give md5s only: a mirror file is checked against the md5."""
+    root, path = md5_mirror
     got, origin = fetch("celeba_partition", tmp_path / "ok", root)
     assert origin == "mirror" and got.read_bytes() == path.read_bytes()
     path.write_bytes(b"000001.jpg 1\n000002.jpg 2\n")
     msg = _one_line_error(lambda: fetch("celeba_partition", tmp_path / "bad", root))
     assert "md5 mismatch" in msg and list((tmp_path / "bad").iterdir()) == []
+
+
+def test_read_time_check_uses_the_catalog_md5(tmp_path, md5_mirror):
+    """A stage reading an md5-only source checks the md5 again; a file named directly is read as
+    given, with whether its bytes are the catalog's recorded."""
+    root, path = md5_mirror
+    out = tmp_path / "fetched"
+    assert main(["fetch-source", "--name", "celeba_partition", "--mirror", str(root), "--out", str(out)]) == 0
+    assert verify_source(out, "celeba_partition").in_catalog
+    assert verify_source(path, "celeba_partition").in_catalog
+    local = tmp_path / "local.txt"
+    local.write_bytes(b"000001.jpg 1\n000002.jpg 2\n")
+    assert not verify_source(local, "celeba_partition").in_catalog
+    (out / path.name).write_bytes(local.read_bytes())
+    assert "catalog checksum" in _one_line_error(lambda: verify_source(out, "celeba_partition"))
 
 
 def test_celeba_without_mirror_says_where_to_put_it(tmp_path):

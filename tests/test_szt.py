@@ -107,7 +107,8 @@ def test_table_szt_from_metrics(tmp_path):
     assert len(rows) == 5 * 8 * 3
     cell = {(r["row"], r["column"], r["metric"]): r for r in rows}
     assert float(cell[("Psn Avg", "IM", "fid")]["value"]) == pytest.approx(np.mean(range(101, 107)))
-    assert cell[("ADM+", "LM", "dino")]["paper_value"] == "0.36" and cell[("ADM+", "LM", "dino")]["backbone"] == "mean-colour"
+    adm_lm = cell[("ADM+", "LM", "dino")]
+    assert adm_lm["paper_value"] == "0.36" and adm_lm["backbone"] == "mean-colour"
     assert out.with_suffix(".md").is_file()
     # a missing defense column is a one-line error, and no table is written
     assert main(["table-szt", "--table", "szt_masking", "--metrics", *dirs[:-1], "--profile", "smoke",

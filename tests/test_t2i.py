@@ -10,8 +10,11 @@ import pytest
 pytest.importorskip("diffusers")
 pytest.importorskip("open_clip")
 
+import torch  # noqa: E402
+
 from diffsec.cli.main import main  # noqa: E402
 from diffsec.imageset import load_imageset, save_imageset  # noqa: E402
+from diffsec.training import read_curves  # noqa: E402
 
 MICRO = ["--vae-channels", "[8,8]", "--unet-channels", "[16,16]", "--unet-cross-attn", "[false,true]",
          "--text-hidden", "16", "--text-layers", "1", "--text-heads", "2",
@@ -62,6 +65,8 @@ def test_micro_world_is_a_stable_diffusion_pipeline(world):
     assert samples["images"].shape == (2, 32, 32, 3)
     assert list(samples["labels"]) == [0, 1] and list(samples["class_name"]) == ["cat", "dog"]
     assert "scaling_factor" in json.loads((world / "manifest.json").read_text())
+    curves = read_curves(world / "curve.csv")  # long format: curve, step, value
+    assert {k: x for k, (x, _) in curves.items()} == {"vae": [1, 2], "unet": [1, 2]}
 
     kw = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe = StableDiffusionPipeline.from_pretrained(world / "pipeline", **kw)
@@ -80,10 +85,11 @@ def test_pretrained_directory_is_loaded_not_trained(world, tmp_path):
     name = "unet/diffusion_pytorch_model.safetensors"
     assert (out / "pipeline" / name).read_bytes() == (world / "pipeline" / name).read_bytes()
     assert json.loads((out / "manifest.json").read_text())["source"] == str(world / "pipeline")
-    assert (out / "samples.png").exists() and (out / "curve.csv").exists()
+    assert (out / "samples.png").exists() and read_curves(out / "curve.csv") == {}  # nothing trained here
 
 
 def test_killed_run_resumes_from_checkpoint(data, tmp_path, monkeypatch):
+    from diffsec import resume
     from diffsec.models import t2i_train
 
     args = ["train-t2i", "--data", str(data), "--vae-steps", "3", "--unet-steps", "6",
@@ -92,31 +98,34 @@ def test_killed_run_resumes_from_checkpoint(data, tmp_path, monkeypatch):
     assert main([*args, "--out", str(ref)]) == 0
 
     out, ckpt = tmp_path / "run", tmp_path / "run.ckpt"
-    save = t2i_train.Checkpoint.save
+    save = resume.Checkpoint.save
 
-    def save_then_die(self, state):  # a kill right after the UNet's step-4 checkpoint
-        save(self, state)
+    def save_then_die(self, state, step):  # a kill right after the UNet's step-4 checkpoint
+        save(self, state, step)
         if state["phase"] == "unet" and state["step"] == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(t2i_train.Checkpoint, "save", save_then_die)
+    monkeypatch.setattr(resume.Checkpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         main([*args, "--out", str(out)])
     monkeypatch.undo()
     assert not out.exists(), "a killed run must leave nothing that looks finished"
-    assert t2i_train.Checkpoint(ckpt, 2).load()["step"] == 4
+    state = torch.load(ckpt / "state.pt", weights_only=True)
+    assert (state["phase"], state["step"], state["_step"]) == ("unet", 4, 3 + 4)  # global step: VAE's 3 first
 
     seen = []
     phase = t2i_train.run_phase
 
-    def spy(world, name, *a, state=None, **kw):
-        seen.append((name, state["step"] if state and state["phase"] == name else 0))
-        return phase(world, name, *a, state=state, **kw)
+    def spy(world, ph, seed, ckpt, state):
+        seen.append((ph.name, state["step"] if state and state["phase"] == ph.name else 0))
+        return phase(world, ph, seed, ckpt, state)
 
     monkeypatch.setattr(t2i_train, "run_phase", spy)
     assert main([*args, "--out", str(out)]) == 0
     assert seen == [("unet", 4)], "stage 1 is skipped and stage 2 resumes at step 4"
     assert not ckpt.exists(), "the checkpoint is removed on success"
+    resumed = json.loads((out / "manifest.json").read_text())["resume"]
+    assert resumed["resumed"] and [a["start_step"] for a in resumed["attempts"]] == [0, 7]
     # Same seed, same device: resuming reproduces the uninterrupted run bit for bit.
     for name in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
         assert (out / "pipeline" / name).read_bytes() == (ref / "pipeline" / name).read_bytes()
@@ -144,7 +153,7 @@ def test_vae_roundtrip_ceiling(world, data, tmp_path):
         x = torch.from_numpy(d["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
         y = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
     rec = ((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    want = np.mean([peak_signal_noise_ratio(a, b, data_range=255) for a, b in zip(d["images"], rec)])
+    want = np.mean([peak_signal_noise_ratio(a, b, data_range=255) for a, b in zip(d["images"], rec, strict=True)])
     assert m["vae_psnr"] == pytest.approx(want, rel=1e-4)
     clf = rc.load_classifier(tmp_path / "clf")
     assert m["accuracy"] == pytest.approx(np.mean(rc.predict_logits(clf, rec).argmax(1) == d["labels"]))

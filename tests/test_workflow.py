@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,23 @@ def test_metric_setting_in_params_reruns_the_evaluations(smoke_dir, mirror, tmp_
                                   "szt:\n  metrics:\n    fid_backbone: resnet56-cifar10\n")
     # table_szt runs once per SZT table (main + three ablations), each reading some eval_ti
     assert jobs == {"eval_ti": len(defenses), "table_szt": 4}, jobs
+
+
+def test_editing_a_module_a_stage_imports_reruns_that_stage(smoke_dir, mirror):
+    """No rule names models/t2i.py: train-ti runs it through its CLI's imports, so its code inputs
+    (the import closure, src/diffsec/codedeps.py) include it and editing it plans train_ti again."""
+    src = REPO / "src/diffsec/models/t2i.py"
+    st = src.stat()
+    try:
+        os.utime(src, ns=(st.st_atime_ns, time.time_ns()))
+        jobs = planned_jobs(snakemake(smoke_dir, "-n", "--config", f"mirror={mirror}").stdout)
+    finally:
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert jobs.get("train_ti", 0) >= 1, jobs
+    # stages that import no T2I code and read nothing that reruns stay done
+    assert not {"fetch_source", "prepare_cifar10", "prepare_mnist", "train_mnist_classifier"} & set(jobs), jobs
+    p = snakemake(smoke_dir, "-n", "--config", f"mirror={mirror}")
+    assert "Nothing to be done" in p.stdout + p.stderr, p.stdout[-2000:]
 
 
 def test_szt_tables_filled(smoke_dir):

@@ -1,7 +1,10 @@
 """Atomic artifact directories with provenance manifests.
 
-Every stage writes into a temporary sibling directory and renames it into place only
-when it finished, so a killed job never leaves something that looks complete.
+Every stage writes into a temporary sibling directory (`.NAME.tmp-<pid>-<random>`) and renames
+it into place only when it finished, so a killed job never leaves something that looks complete;
+the next run of the same output sweeps such leftovers. `--out` is checked before anything runs
+(`check_out`): it may only name a new path or an earlier artifact of the same stage, never the
+working directory, an ancestor of it, a symlink, or one of the stage's inputs.
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from diffsec import __version__
+from diffsec.errors import DiffsecError
 
 MANIFEST = "manifest.json"
 
@@ -81,6 +87,9 @@ class Artifact:
         self._t0 = time.time()
 
     def file(self, name: str) -> Path:
+        """A path inside the artifact (parents made); a name that would leave it is a bug."""
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ValueError(f"artifact file name {name!r} leaves the artifact")
         p = self.path / name
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
@@ -105,31 +114,131 @@ class Artifact:
         }
 
 
-@contextlib.contextmanager
-def artifact_dir(out: str | os.PathLike, stage: str, params: dict[str, Any]) -> Iterator[Artifact]:
-    """Yield an Artifact writing to a temp dir next to `out`; rename into place on success."""
+def check_out(out: str | os.PathLike, stage: str, protect: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Refuse an --out that replacing would destroy something; return it as a Path.
+
+    --out may name a path that does not exist yet, an empty directory, or an earlier artifact
+    of the same stage (its manifest says so). Never the working directory or one of its
+    parents, never a symlink, never an input (`protect`), a path inside one, or a folder
+    holding one. Runs before anything is computed, and again just before the rename.
+    """
     final = Path(out)
+    where = Path(os.path.abspath(final))
+    if final.is_symlink():
+        raise DiffsecError(f"--out is a symbolic link, refusing to replace it ({where})")
+    real = final.resolve()
+    if Path.cwd().resolve().is_relative_to(real):
+        raise DiffsecError(f"--out is the working directory or one of its parents ({where})")
+    for p in protect:
+        if p is None or str(p) == "":
+            continue
+        inp = Path(p).resolve()
+        if real == inp or real.is_relative_to(inp) or inp.is_relative_to(real):
+            how = "is" if real == inp else "lies inside" if real.is_relative_to(inp) else "contains"
+            raise DiffsecError(f"--out {how} the stage's input {p}, refusing to replace it ({where})")
+    if final.exists():
+        _check_replaceable(final, stage, where)
+    return final
+
+
+def _check_replaceable(final: Path, stage: str, where: Path) -> None:
+    """An existing --out must be an empty directory or an earlier artifact of `stage`."""
+    if not final.is_dir():
+        raise DiffsecError(f"--out exists and is a file, not a {stage} artifact ({where})")
+    if not any(final.iterdir()):
+        return
+    try:
+        found = json.loads((final / MANIFEST).read_text()).get("stage")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if found != stage:
+        what = f"a {found} artifact" if found else "a directory without an artifact manifest"
+        raise DiffsecError(f"--out exists and is {what}, not an earlier {stage} artifact ({where})")
+
+
+def _temp_prefix(final: Path) -> str:
+    return f".{final.name}.tmp-"
+
+
+def sweep_temps(final: Path) -> None:
+    """Remove the temporary siblings (`.NAME.tmp-*`) that killed runs of `final` left behind.
+
+    Temporaries are named `.NAME.tmp-<pid>-<random>`; one whose process still runs on this
+    host is left alone. Names without a pid (older runs) count as stale.
+    """
+    prefix = _temp_prefix(final)
+    if not final.parent.is_dir():
+        return
+    for p in final.parent.iterdir():
+        rest = p.name[len(prefix):] if p.name.startswith(prefix) else ""
+        if final.suffix and rest.endswith(final.suffix):
+            rest = rest[: -len(final.suffix)]
+        m = re.fullmatch(r"(?:(\d+)-)?[a-z0-9_]+", rest)
+        if m is None or (m.group(1) and _alive(int(m.group(1)))):
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def artifact_dir(out: str | os.PathLike, stage: str, params: dict[str, Any], *,
+                 protect: Iterable[str | os.PathLike | None] = ()) -> Iterator[Artifact]:
+    """Yield an Artifact writing to a temp dir next to `out`; rename into place on success.
+
+    `out` is checked first (`check_out`, with `protect` = the stage's inputs) and again before
+    the rename; temporaries of earlier killed runs of `out` are swept.
+    """
+    protect = tuple(protect)
+    final = check_out(out, stage, protect)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    sweep_temps(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(final)}{os.getpid()}-", dir=final.parent))
     art = Artifact(final, tmp, stage, params)
     try:
         yield art
         (tmp / MANIFEST).write_text(json.dumps(art.manifest(), indent=2, sort_keys=True, default=str))
         _share(tmp)
-        if final.exists():
-            shutil.rmtree(final) if final.is_dir() else final.unlink()
-        os.replace(tmp, final)
+        check_out(final, stage, protect)
+        _replace(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _replace(tmp: Path, final: Path) -> None:
+    """Move an earlier artifact aside (a swept temp name), put `tmp` in its place, drop the old one."""
+    old = final.parent / f"{_temp_prefix(final)}{os.getpid()}-old"
+    if old.exists():  # left by an earlier process that had the same pid
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 @contextlib.contextmanager
 def atomic_file(out: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside `out`; it replaces `out` only if the block finishes."""
+    """Yield a temp path beside `out`; it replaces `out` only if the block finishes.
+
+    Temporaries of earlier killed writes of `out` are swept first.
+    """
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent, suffix=final.suffix)
+    sweep_temps(final)
+    fd, name = tempfile.mkstemp(prefix=f"{_temp_prefix(final)}{os.getpid()}-", dir=final.parent,
+                                suffix=final.suffix)
     os.close(fd)
     tmp = Path(name)
     try:

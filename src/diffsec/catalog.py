@@ -67,6 +67,20 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
     Source("celeba_partition", "celeba/list_eval_partition.txt", "",
            "https://drive.google.com/file/d/0B7EVK8r0v71pY0NSMzRuSXJEVkk",
            md5="d32c9cbf5e040fd4025c592c306e6668", description="CelebA train/val/test partition"),
+    # The project's own tiny worlds, as its workflow built them (shared/README.md says how);
+    # read from a mirror only. `diffsec install-world` unpacks them (src/diffsec/worlds.py).
+    Source("world_t2i-cifar10", "worlds/t2i-cifar10.tar.gz",
+           "567d48060fc5a0041f319bc35268c707f6ff0c78b6a082cffe999ed1be283ddb", "",
+           description="tiny text-to-image world (StableDiffusionPipeline, 4x16x16 latents), built at 7b38563"),
+    Source("world_ddpm-cifar10", "worlds/ddpm-cifar10.tar.gz",
+           "adfc668bf14533b1dcc8fd76d03b425eee76207c812889a22be47ea984c18b96", "",
+           description="tiny pixel DDPM world on CIFAR-10 (DDPMPipeline), built at 7b38563"),
+    Source("world_clip-cifar10", "worlds/clip-cifar10.tar.gz",
+           "72a734402fbb62113f7923dd22b200c70e33f63c2140c0f8ccb6b363a131bedd", "",
+           description="tiny CLIP-score model on CIFAR-10 captions, built at 7b38563"),
+    Source("world_mnist-classifier", "worlds/mnist-classifier.tar.gz",
+           "ea7a89950bd524b0c6b2005512565240c388cf385d53cd0ff4ff0b01ae0977aa", "",
+           description="MNIST digit classifier (Out-D ASR scorer), built at 7b38563"),
     Source("mist_target", "mist/MIST.png",
            "d9111f2dce73e73f2e932e5ada87f17a288f53240bdf5978b9aaeb2a3093f361",
            "https://github.com/psyker-team/mist/raw/70a2956/MIST.png",
@@ -74,4 +88,5 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
 ]}
 
 # Sources whose canonical location is a folder or a Drive page, not one file: no automatic download.
-NOT_DOWNLOADABLE = {"dreambooth10", "celeba_images", "celeba_attributes", "celeba_partition"}
+NOT_DOWNLOADABLE = {"dreambooth10", "celeba_images", "celeba_attributes", "celeba_partition",
+                    *(n for n in SOURCES if n.startswith("world_"))}

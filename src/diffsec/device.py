@@ -7,20 +7,37 @@ import random
 
 import numpy as np
 
+from diffsec.errors import DiffsecError
 
-def pick_device(requested: str = "auto") -> "torch.device":  # noqa: F821
-    """'auto' -> the visible GPU with the most free memory, else CPU.
+KINDS = ("cpu", "cuda", "mps")
 
-    Snakemake only counts GPUs (resources: gpu=1), so the job itself picks a free one.
+
+def pick_device(requested: str = "auto") -> torch.device:  # noqa: F821
+    """'auto' -> the visible GPU with the most free memory, else CPU; else the named device.
+
+    Snakemake only counts GPUs (resources: gpu=1), so the job itself picks a free one. A device
+    string torch cannot parse, of another kind, or naming a GPU that is not visible is a
+    DiffsecError (one line), before anything runs.
     """
     import torch
 
-    if requested != "auto":
-        return torch.device(requested)
-    if not torch.cuda.is_available():
-        return torch.device("cpu")
-    free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
-    return torch.device(f"cuda:{int(np.argmax(free))}")
+    if requested == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
+        return torch.device(f"cuda:{int(np.argmax(free))}")
+    try:
+        dev = torch.device(requested)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in KINDS:
+        raise DiffsecError(f"--device {requested!r}: expected auto, cpu, cuda, cuda:N or mps")
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise DiffsecError(f"--device {requested!r}: no such CUDA device is visible "
+                           f"({torch.cuda.device_count()} visible)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DiffsecError(f"--device {requested!r}: MPS is not available here")
+    return dev
 
 
 def seed_everything(seed: int, threads: int | None = None) -> None:
@@ -29,6 +46,8 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if threads is not None and threads < 0:
+        raise DiffsecError(f"--threads {threads}: must be 0 (library default) or a positive count")
     if threads:
         torch.set_num_threads(threads)
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))

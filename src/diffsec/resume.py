@@ -31,8 +31,9 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # Parameters that never change what a stage computes: left out of the key.
 NOT_IN_KEY = ("out", "threads", "device", "ckpt_every", "func", "stage")

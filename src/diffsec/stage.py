@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from diffsec.artifact import Artifact, artifact_dir, hash_path
+from diffsec.artifact import Artifact, artifact_dir, check_out, hash_path
 from diffsec.resume import Checkpoint, checkpoint_dir, settings_key
 
 
@@ -29,16 +30,23 @@ class Stage:
         from diffsec.device import pick_device, seed_everything
 
         self.name, self.out, self.params, self.seed = name, Path(out), params, seed
+        self.paths: list[Path] = []
+        check_out(self.out, name)  # '.', '..', a symlink, another stage's artifact: refused up front
         seed_everything(seed, threads or None)
         self.device = pick_device(device)
         self.inputs: dict[str, str] = {}
         self.ckpt: Checkpoint | None = None
 
     def add_inputs(self, **paths: str | os.PathLike | None) -> dict[str, str]:
-        """Hash input files/directories (None skipped) into the manifest and the checkpoint key."""
-        for k, p in paths.items():
-            if p is not None and str(p) != "":
-                self.inputs[k] = hash_path(p)
+        """Hash input files/directories (None skipped) into the manifest and the checkpoint key.
+
+        An input may not be --out, nor lie inside it, nor hold it: checked here, before any work.
+        """
+        given = {k: Path(p) for k, p in paths.items() if p is not None and str(p) != ""}
+        check_out(self.out, self.name, [*self.paths, *given.values()])
+        for k, p in given.items():
+            self.inputs[k] = hash_path(p)
+        self.paths += [p for p in given.values() if p.exists()]
         return self.inputs
 
     def checkpoint(self, every: int, **inputs: str | os.PathLike | None) -> Checkpoint:
@@ -51,7 +59,7 @@ class Stage:
     @contextlib.contextmanager
     def artifact(self) -> Iterator[Artifact]:
         """The output artifact; on success its checkpoint (if any) is removed."""
-        with artifact_dir(self.out, self.name, self.params) as art:
+        with artifact_dir(self.out, self.name, self.params, protect=self.paths) as art:
             art.device = str(self.device)
             art.inputs.update(self.inputs)
             yield art

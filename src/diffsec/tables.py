@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from diffsec.artifact import atomic_file
+from diffsec.errors import DiffsecError
 
 
 @dataclass
@@ -77,3 +79,103 @@ def render_markdown(cells: list[Cell]) -> str:
 def read_table(csv_path: str | os.PathLike) -> list[dict[str, str]]:
     with open(csv_path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def worlds_cells(resnets: list[dict], mnist: dict, ddpm_fid: dict, train_fid: dict, t2i_class: dict,
+                 t2i_vae: dict | None, profile: str, seed: int) -> list[Cell]:
+    """The foundation's sanity table from its measurements (eval.json / metrics.json contents):
+    classifier accuracies (akamaster's reported top-1, in percent on PNG CIFAR-10, beside ours),
+    DDPM FID beside the FID of real train images, T2I class fidelity and its VAE's ceiling."""
+    common = {"table": "worlds", "profile": profile, "seed": seed}
+    cells = [Cell(row=ev["arch"], column="CIFAR-10 test (mirror JPEG q75)", metric="accuracy", backbone="",
+                  value=ev["accuracy"], paper_value=ev["reported_top1"] / 100 if ev.get("reported_top1") else "",
+                  n_samples=ev["n"], **common) for ev in resnets]
+    cells.append(Cell(row="mnist-cnn", column="MNIST held-out", metric="accuracy", backbone="",
+                      value=mnist["heldout_accuracy"], n_samples=mnist["n_heldout"], **common))
+    for row, m in (("ddpm samples", ddpm_fid), ("CIFAR-10 train images", train_fid)):
+        cells += [Cell(row=row, column="vs CIFAR-10 test", metric=metric, backbone=m["backbone"], value=m[metric],
+                       n_samples=m["n_fake"], **common) for metric in ("fid", "precision", "recall")]
+    m = t2i_class
+    cells.append(Cell(row="t2i 'a photo of a <class>' samples", column="prompted class", metric="accuracy",
+                      backbone=m["classifier"], value=m["accuracy"], n_samples=m["n"], **common))
+    if t2i_vae is not None:
+        m, row = t2i_vae, "CIFAR-10 test images through the t2i VAE"
+        cells += [Cell(row=row, column="true class", metric="accuracy", backbone=m["classifier"],
+                       value=m["accuracy"], n_samples=m["n"], **common),
+                  Cell(row=row, column="vs originals", metric="psnr", backbone="", value=m["vae_psnr"],
+                       n_samples=m["n"], **common)]
+    return cells
+
+
+def markdown_table(header: list[str], rows: list[list[str]], align: str) -> str:
+    """A Markdown table; `align` has one letter per column, l (left) or r (right)."""
+    def line(cells):
+        return "|" + "|".join(f" {c} " if c != "" else " " for c in cells) + "|"
+
+    rule = "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"
+    return "\n".join([line(header), rule, *map(line, rows)])
+
+
+def benchmark_rows(directory: str | os.PathLike) -> list[tuple[str, float, float, float]]:
+    """(job, wall s, peak RSS MiB, mean CPU load %) of the latest run of every Snakemake benchmark
+    file under `directory` (NaN where Snakemake wrote '-' for what it could not measure)."""
+    def num(rec: dict, key: str) -> float:
+        try:
+            return float(rec.get(key, "nan"))
+        except ValueError:
+            return float("nan")
+
+    out = []
+    for f in sorted(Path(directory).rglob("*.tsv")):
+        with open(f, newline="") as fh:
+            recs = list(csv.DictReader(fh, delimiter="\t"))
+        if recs:
+            r = recs[-1]
+            name = str(f.relative_to(directory).with_suffix(""))
+            out.append((name, num(r, "s"), num(r, "max_rss"), num(r, "mean_load")))
+    if not out:
+        raise DiffsecError(f"no benchmark files under {directory}")
+    return out
+
+
+def benchmarks_markdown(rows: list[tuple[str, float, float, float]]) -> str:
+    """`benchmark_rows` as a Markdown table, slowest job first, with the sequential total."""
+    rows = sorted(rows, key=lambda t: -t[1])
+    cells = [[name, f"{s:.1f}", f"{rss:.0f}", f"{load:.0f}"] for name, s, rss, load in rows]
+    cells.append(["**total (sequential)**", f"{sum(t[1] for t in rows):.1f}", "", ""])
+    return markdown_table(["job", "wall (s)", "peak RSS (MiB)", "mean CPU load (%)"], cells, "lrrr")
+
+
+def ti_throughput_markdown(rows: list[dict]) -> str:
+    """Batched textual-inversion throughput rows (personalize.bench) as a Markdown table."""
+    mem = any("peak_gib" in r for r in rows)
+    header = ["runs per batch R", "s / step", "run-steps / s", "speed-up vs one at a time", *(["peak GiB"] * mem)]
+    cells = []
+    for r in rows:
+        if r.get("out_of_memory"):
+            cells.append([str(r["runs"]), "out of memory", "", "", *([""] * mem)])
+            continue
+        cells.append([str(r["runs"]), f"{r['seconds_per_step']:.4f}", f"{r['run_steps_per_s']:.1f}",
+                      f"{r['speedup_vs_one_at_a_time']:.2f}", *([f"{r['peak_gib']:.1f}"] if mem else [])])
+    return markdown_table(header, cells, "r" * len(header))
+
+
+def sampling_markdown(rows: list[dict], ddim_steps: list[int]) -> str:
+    """Pixel DDPM sampling throughput rows (diffusion.bench) as a Markdown table."""
+    header = ["batch", "s / step", "DDPM-1000 images/s", *(f"DDIM-{k} images/s" for k in ddim_steps)]
+    cells = [[str(r["batch"]), f"{r['s_per_step']:.4f}", f"{r['ddpm_images_per_s']:.3f}",
+              *(f"{r[f'ddim{k}_images_per_s']:.2f}" for k in ddim_steps)] for r in rows]
+    return markdown_table(header, cells, "r" * len(header))
+
+
+def read_measurement(artifact: str | os.PathLike, name: str = "metrics.json") -> dict:
+    """The JSON file `name` of a finished artifact directory (a one-line error when it is missing)."""
+    f = Path(artifact) / name
+    if not f.is_file():
+        raise DiffsecError(f"{f} is missing: is {artifact} a finished artifact?")
+    return json.loads(f.read_text())
+
+
+def measurements_by_label(artifacts: list) -> dict[str, dict]:
+    """{label: metrics.json} of measurement artifacts (eval-ti, backdoor-eval), each naming its cell."""
+    return {m["label"]: m for m in map(read_measurement, artifacts)}

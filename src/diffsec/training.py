@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -72,14 +72,14 @@ def write_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike, curve
         w.writerow(["curve", "step", "value"])
         for name, c in curves.items():
             x, y = _xy(c)
-            w.writerows((name, _num(s), f"{v:.6g}") for s, v in zip(x, y))
+            w.writerows((name, _num(s), f"{v:.6g}") for s, v in zip(x, y, strict=True))
     n = max(1, len(curves))
     cols = min(n, 4) if n > 2 else n
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     for ax in axes.flat[len(curves):]:
         ax.axis("off")
-    for ax, (name, c) in zip(axes.flat, curves.items()):
+    for ax, (name, c) in zip(axes.flat[: len(curves)], curves.items(), strict=True):
         x, y = _xy(c)
         ax.set_title(name, fontsize=9), ax.set_xlabel(xlabel), ax.set_ylabel(ylabel, fontsize=8)
         if not len(y):

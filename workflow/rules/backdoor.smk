@@ -1,9 +1,15 @@
 # InvisibleDiffusion, TrojDiff, BadDiffusion: backdoor the pixel DDPM world, sample it from clean
-# and triggered noise, measure. Attack specs and flags are built in common.smk.
-import shlex
+# and triggered noise, measure. Which attacks run is INV_PLAN (src/diffsec/plan/invisible.py);
+# their flags are built in common.smk.
 
 
 rule backdoor_train:
+    input:
+        model=lambda w: world_model(w.attack),
+        data=lambda w: f"results/data/{inv_dataset(w.attack)}",
+        mnist=backdoor_mnist,
+        mist=backdoor_mist,
+        code=code("backdoor-train"),
     output:
         report(
             directory("results/backdoor/models/{attack}"),
@@ -12,62 +18,47 @@ rule backdoor_train:
             subcategory="backdoored models",
             caption="../report/backdoor_train.rst",
         ),
-    input:
-        model=lambda w: world_model(w.attack),
-        data=lambda w: f"results/data/{inv_dataset(w.attack)}",
-        mnist=backdoor_mnist,
-        mist=backdoor_mist,
-        code=code("cli/backdoor.py", "backdoor/attacks.py", "backdoor/finetune.py", "backdoor/targets.py",
-                  "backdoor/triggers.py", "diffusion/chain.py", "models/ddpm.py"),
-    params:
-        run=RUN,
-        flags=backdoor_train_flags,
-    wildcard_constraints:
-        attack="|".join(re.escape(a) for a in INV_ATTACKS),
-    threads: config["threads"]
-    resources:
-        gpu=1,
     log:
         "logs/backdoor_train/{attack}.log",
     benchmark:
         "benchmarks/backdoor_train/{attack}.tsv"
     conda:
         CONDA_ENV
-    shell:
-        "diffsec backdoor-train --model {input.model} --data {input.data} {params.flags} --out {output} "
-        "{params.run} --threads {threads} > {log} 2>&1"
-
-
-rule backdoor_sample:
-    output:
-        directory("results/backdoor/samples/{attack}/{sampler}/{variant}"),
-    input:
-        model=lambda w: backdoor_model(w.attack),
-        code=code("cli/backdoor.py", "backdoor/attacks.py", "diffusion/chain.py", "models/ddpm.py"),
-    params:
-        run=RUN,
-        flags=backdoor_sample_flags,
-    wildcard_constraints:
-        attack="|".join(re.escape(a) for a in [*INV_BENIGN, *INV_ATTACKS]),
-        sampler="ddpm|ddim",
-        variant=r"final|step-\d+",
     threads: config["threads"]
     resources:
         gpu=1,
+    params:
+        run=RUN,
+        flags=backdoor_train_flags,
+    shell:
+        "diffsec backdoor-train --model {input.model:q} --data {input.data:q} {params.flags} --out {output:q} "
+        "{params.run} --threads {threads} > {log:q} 2>&1"
+
+
+rule backdoor_sample:
+    input:
+        model=lambda w: backdoor_model(w.attack),
+        code=code("backdoor-sample"),
+    output:
+        directory("results/backdoor/samples/{attack}/{sampler}/{variant}"),
     log:
         "logs/backdoor_sample/{attack}/{sampler}-{variant}.log",
     benchmark:
         "benchmarks/backdoor_sample/{attack}/{sampler}-{variant}.tsv"
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    params:
+        run=RUN,
+        flags=backdoor_sample_flags,
     shell:
-        "diffsec backdoor-sample --model {input.model} {params.flags} --out {output} {params.run} "
-        "--threads {threads} > {log} 2>&1"
+        "diffsec backdoor-sample --model {input.model:q} {params.flags} --out {output:q} {params.run} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule backdoor_eval:
-    output:
-        directory("results/metrics/backdoor/{attack}/{sampler}/{variant}"),
     input:
         samples="results/backdoor/samples/{attack}/{sampler}/{variant}",
         model=lambda w: backdoor_model(w.attack),
@@ -75,31 +66,35 @@ rule backdoor_eval:
         in_d_classifier=in_d_classifier,
         mnist_classifier="results/models/mnist-classifier",
         backbone=backbone_inputs,
-        code=code("cli/backdoor_eval.py", "backdoor/evaluate.py", "metrics/fid.py", "metrics/prdc.py",
-                  "metrics/backbones.py", "models/celeba_net.py"),
-    params:
-        run=RUN,
-        backbone=backbone_flags,
-        label=backdoor_label,
-        in_d_flag=in_d_flag,
-    wildcard_constraints:
-        attack="|".join(re.escape(a) for a in [*INV_BENIGN, *INV_ATTACKS]),
-        sampler="ddpm|ddim",
-        variant=r"final|step-\d+",
-    threads: config["threads"]
+        code=code("backdoor-eval"),
+    output:
+        directory("results/metrics/backdoor/{attack}/{sampler}/{variant}"),
     log:
         "logs/backdoor_eval/{attack}/{sampler}-{variant}.log",
     benchmark:
         "benchmarks/backdoor_eval/{attack}/{sampler}-{variant}.tsv"
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    params:
+        run=RUN,
+        backbone=backbone_flags,
+        label=backdoor_label,
+        in_d_flag=in_d_flag,
     shell:
-        "diffsec backdoor-eval --samples {input.samples} --model {input.model} --reference {input.data}/test.npz "
-        "{params.in_d_flag} {input.in_d_classifier} --mnist-classifier {input.mnist_classifier} {params.backbone} "
-        "--label {params.label} --out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec backdoor-eval --samples {input.samples:q} --model {input.model:q} "
+        "--reference {input.data:q}/test.npz {params.in_d_flag} {input.in_d_classifier:q} "
+        "--mnist-classifier {input.mnist_classifier:q} {params.backbone} --label {params.label:q} "
+        "--out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"
 
 
 rule figure_backdoor_trajectories:
+    input:
+        samples=[
+            f"results/backdoor/samples/{a}/ddpm/final"
+            for a in INV_PLAN.trajectories.values()
+        ],
+        code=code("figure-backdoor-trajectories"),
     # Fig. 2: benign sampling next to each attack's triggered sampling (DDPM, all T steps)
     output:
         report(
@@ -109,23 +104,30 @@ rule figure_backdoor_trajectories:
             subcategory="figures",
             caption="../report/backdoor_trajectories.rst",
         ),
-    input:
-        samples=[f"results/backdoor/samples/{a}/ddpm/final" for a in INV_FIG_TRAJECTORIES.values()],
-        code=code("cli/invisible_figures.py"),
-    params:
-        samples=" ".join(shlex.quote(f"{n}=results/backdoor/samples/{a}/ddpm/final")
-                         for n, a in INV_FIG_TRAJECTORIES.items()),
     log:
         "logs/figure_backdoor_trajectories.log",
     benchmark:
         "benchmarks/figure_backdoor_trajectories.tsv"
     conda:
         CONDA_ENV
+    params:
+        samples=named(
+            {
+                n: f"results/backdoor/samples/{a}/ddpm/final"
+                for n, a in INV_PLAN.trajectories.items()
+            }
+        ),
     shell:
-        "diffsec figure-backdoor-trajectories --samples {params.samples} --out {output} > {log} 2>&1"
+        "diffsec figure-backdoor-trajectories --samples {params.samples} --out {output:q} > {log:q} 2>&1"
 
 
 rule figure_backdoor_targets:
+    input:
+        samples=[
+            f"results/backdoor/samples/{a}/ddim/final"
+            for a in INV_PLAN.targets.values()
+        ],
+        code=code("figure-backdoor-targets"),
     # Fig. 3: what InvisibleDiffusion's triggered noise generates (DDIM)
     output:
         report(
@@ -135,23 +137,27 @@ rule figure_backdoor_targets:
             subcategory="figures",
             caption="../report/backdoor_targets.rst",
         ),
-    input:
-        samples=[f"results/backdoor/samples/{a}/ddim/final" for a in INV_FIG_TARGETS.values()],
-        code=code("cli/invisible_figures.py"),
-    params:
-        samples=" ".join(shlex.quote(f"{n}=results/backdoor/samples/{a}/ddim/final")
-                         for n, a in INV_FIG_TARGETS.items()),
     log:
         "logs/figure_backdoor_targets.log",
     benchmark:
         "benchmarks/figure_backdoor_targets.tsv"
     conda:
         CONDA_ENV
+    params:
+        samples=named(
+            {
+                n: f"results/backdoor/samples/{a}/ddim/final"
+                for n, a in INV_PLAN.targets.items()
+            }
+        ),
     shell:
-        "diffsec figure-backdoor-targets --samples {params.samples} --out {output} > {log} 2>&1"
+        "diffsec figure-backdoor-targets --samples {params.samples} --out {output:q} > {log:q} 2>&1"
 
 
 rule figure_backdoor_ablation:
+    input:
+        metrics=invisible_evals("invisible_ablation"),
+        code=code("figure-backdoor-ablation"),
     # Figs. 4 and 5: the lambda sweep (both samplers) and the training-steps sweep (DDIM)
     output:
         report(
@@ -161,19 +167,15 @@ rule figure_backdoor_ablation:
             subcategory="figures",
             caption="../report/backdoor_ablation.rst",
         ),
-    input:
-        metrics=invisible_evals("invisible_ablation"),
-        code=code("cli/invisible_figures.py"),
-    params:
-        lambdas=" ".join(f"{l:g}/{s}=results/metrics/backdoor/{_lambda_label(l)}/{s}/final"
-                         for l in INV_LAMBDAS for s in ("ddpm", "ddim")),
-        steps=" ".join([f"{n}=results/metrics/backdoor/{INV_SHAPE.LAMBDA_BASE}/ddim/step-{n}" for n in INV_SNAPSHOTS]
-                       + [f"{INV['finetune']['steps']}=results/metrics/backdoor/{INV_SHAPE.LAMBDA_BASE}/ddim/final"]),
     log:
         "logs/figure_backdoor_ablation.log",
     benchmark:
         "benchmarks/figure_backdoor_ablation.tsv"
     conda:
         CONDA_ENV
+    params:
+        lambdas=ablation_lambdas,
+        steps=ablation_steps,
     shell:
-        "diffsec figure-backdoor-ablation --lambdas {params.lambdas} --steps {params.steps} --out {output} > {log} 2>&1"
+        "diffsec figure-backdoor-ablation --lambdas {params.lambdas} --steps {params.steps} --out {output:q} "
+        "> {log:q} 2>&1"

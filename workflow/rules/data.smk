@@ -1,32 +1,31 @@
 # Checksummed sources and the datasets built from them.
 
 DATA_CFG = config["data"]
-SOURCE_NAMES = ["cifar10", "mnist_test_images", "mnist_test_labels", "dreambooth10",
-                "resnet20", "resnet56", "mist_target", "celeba_images", "celeba_attributes", "celeba_partition"]
 
 
 rule fetch_source:
-    output:
-        directory("results/sources/{name}"),
     input:
-        code=code("cli/data.py", "sources.py"),
+        code=code("fetch-source"),
+    output:
+        directory("results/sources/{source}"),
+    log:
+        "logs/fetch_source/{source}.log",
+    benchmark:
+        "benchmarks/fetch_source/{source}.tsv"
+    conda:
+        CONDA_ENV
     params:
         mirror=MIRROR,
         # the catalog entry itself (not the catalog file) is what this fetch depends on
-        entry=lambda w: source_entry(w.name),
-    wildcard_constraints:
-        name="|".join(SOURCE_NAMES),
-    log:
-        "logs/fetch_source/{name}.log",
-    benchmark:
-        "benchmarks/fetch_source/{name}.tsv"
-    conda:
-        CONDA_ENV
+        entry=lambda w: source_entry(w.source),
     shell:
-        "diffsec fetch-source --name {wildcards.name} --mirror {params.mirror:q} --out {output} > {log} 2>&1"
+        "diffsec fetch-source --name {wildcards.source:q} --mirror {params.mirror:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare_cifar10:
+    input:
+        source="results/sources/cifar10",
+        code=code("prepare-cifar10"),
     output:
         report(
             directory("results/data/cifar10"),
@@ -34,24 +33,27 @@ rule prepare_cifar10:
             category="data",
             caption="../report/cifar10.rst",
         ),
-    input:
-        source="results/sources/cifar10",
-        code=code("cli/data.py", "data/cifar.py", "imageset.py"),
-    params:
-        run=RUN,
-        flags=flags(**DATA_CFG["cifar10"]),
-    threads: 1
     log:
         "logs/prepare_cifar10.log",
     benchmark:
         "benchmarks/prepare_cifar10.tsv"
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        run=RUN,
+        flags=flags(**DATA_CFG["cifar10"]),
     shell:
-        "diffsec prepare-cifar10 --source {input.source} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec prepare-cifar10 --source {input.source:q} {params.flags} --out {output:q} {params.run} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule prepare_celeba:
+    input:
+        images="results/sources/celeba_images",
+        attributes="results/sources/celeba_attributes",
+        partition="results/sources/celeba_partition",
+        code=code("prepare-celeba"),
     # InvisibleDiffusion's second dataset (paper profile): 8 classes from 3 attributes
     output:
         report(
@@ -60,27 +62,27 @@ rule prepare_celeba:
             category="data",
             caption="../report/celeba.rst",
         ),
-    input:
-        images="results/sources/celeba_images",
-        attributes="results/sources/celeba_attributes",
-        partition="results/sources/celeba_partition",
-        code=code("cli/celeba.py", "data/celeba.py", "imageset.py"),
-    params:
-        run=RUN,
-        flags=flags(**DATA_CFG["celeba"]),
-    threads: 1
     log:
         "logs/prepare_celeba.log",
     benchmark:
         "benchmarks/prepare_celeba.tsv"
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        run=RUN,
+        flags=flags(**DATA_CFG["celeba"]),
     shell:
-        "diffsec prepare-celeba --images {input.images} --attributes {input.attributes} --partition {input.partition} "
-        "{params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec prepare-celeba --images {input.images:q} --attributes {input.attributes:q} "
+        "--partition {input.partition:q} {params.flags} --out {output:q} {params.run} --threads {threads} "
+        "> {log:q} 2>&1"
 
 
 rule prepare_mnist:
+    input:
+        images="results/sources/mnist_test_images",
+        labels="results/sources/mnist_test_labels",
+        code=code("prepare-mnist"),
     output:
         report(
             directory("results/data/mnist"),
@@ -88,26 +90,25 @@ rule prepare_mnist:
             category="data",
             caption="../report/mnist_data.rst",
         ),
-    input:
-        images="results/sources/mnist_test_images",
-        labels="results/sources/mnist_test_labels",
-        code=code("cli/data.py", "data/mnist.py", "imageset.py"),
-    params:
-        run=RUN,
-        flags=flags(**DATA_CFG["mnist"]),
-    threads: 1
     log:
         "logs/prepare_mnist.log",
     benchmark:
         "benchmarks/prepare_mnist.tsv"
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        run=RUN,
+        flags=flags(**DATA_CFG["mnist"]),
     shell:
-        "diffsec prepare-mnist --images {input.images} --labels {input.labels} {params.flags} "
-        "--out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec prepare-mnist --images {input.images:q} --labels {input.labels:q} {params.flags} "
+        "--out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"
 
 
 rule prepare_dreambooth:
+    input:
+        source="results/sources/dreambooth10",
+        code=code("prepare-dreambooth"),
     output:
         report(
             directory("results/data/dreambooth"),
@@ -115,26 +116,27 @@ rule prepare_dreambooth:
             category="data",
             caption="../report/dreambooth.rst",
         ),
-    input:
-        source="results/sources/dreambooth10",
-        code=code("cli/data.py", "data/dreambooth.py", "data/masks.py", "imageset.py"),
-    params:
-        run=RUN,
-        flags=flags(**DATA_CFG["dreambooth"]),
-    threads: 1
-    resources:
-        gpu=1 if DATA_CFG["dreambooth"]["masker"] == "sam" else 0,
     log:
         "logs/prepare_dreambooth.log",
     benchmark:
         "benchmarks/prepare_dreambooth.tsv"
     conda:
         CONDA_ENV
+    threads: 1
+    resources:
+        gpu=1 if DATA_CFG["dreambooth"]["masker"] == "sam" else 0,
+    params:
+        run=RUN,
+        flags=flags(**DATA_CFG["dreambooth"]),
     shell:
-        "diffsec prepare-dreambooth --source {input.source} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec prepare-dreambooth --source {input.source:q} {params.flags} --out {output:q} {params.run} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule prepare_szt_concepts:
+    input:
+        source="results/sources/dreambooth10",
+        code=code("prepare-dreambooth"),
     # The SZT slice's subjects: the DreamBooth set restricted to szt.concepts ([] = all ten), so
     # poisons and purifiers only touch the images that are learned.
     output:
@@ -144,22 +146,19 @@ rule prepare_szt_concepts:
             category="szt",
             caption="../report/dreambooth.rst",
         ),
-    input:
-        source="results/sources/dreambooth10",
-        code=code("cli/data.py", "data/dreambooth.py", "data/masks.py", "imageset.py"),
-    params:
-        run=RUN,
-        flags=flags(**DATA_CFG["dreambooth"]),
-        concepts=" ".join(config["szt"]["concepts"]),
-    threads: 1
-    resources:
-        gpu=1 if DATA_CFG["dreambooth"]["masker"] == "sam" else 0,
     log:
         "logs/prepare_szt_concepts.log",
     benchmark:
         "benchmarks/prepare_szt_concepts.tsv"
     conda:
         CONDA_ENV
+    threads: 1
+    resources:
+        gpu=1 if DATA_CFG["dreambooth"]["masker"] == "sam" else 0,
+    params:
+        run=RUN,
+        flags=flags(**DATA_CFG["dreambooth"]),
+        concepts=words(SZT["concepts"]),
     shell:
-        "diffsec prepare-dreambooth --source {input.source} {params.flags} --concepts {params.concepts} "
-        "--out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec prepare-dreambooth --source {input.source:q} {params.flags} --concepts {params.concepts} "
+        "--out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"

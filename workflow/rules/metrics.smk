@@ -1,7 +1,11 @@
 # Measurements shared by every paper slice: samples from the worlds, FID / precision / recall,
 # classifier accuracy on generated images.
 
+
 rule sample_ddpm:
+    input:
+        model="results/models/ddpm-cifar10",
+        code=code("sample-ddpm"),
     output:
         report(
             directory("results/samples/ddpm-cifar10"),
@@ -9,96 +13,98 @@ rule sample_ddpm:
             category="worlds",
             caption="../report/ddpm_samples.rst",
         ),
-    input:
-        model="results/models/ddpm-cifar10",
-        code=code("cli/evaluate.py", "models/ddpm.py", "diffusion/sampling.py"),
-    params:
-        run=RUN,
-        flags=flags(n=METRICS["fid_samples"], sampler=METRICS["sampler"], steps=METRICS["sampler_steps"]),
-    threads: config["threads"]
-    resources:
-        gpu=1,
     log:
         "logs/sample_ddpm.log",
     benchmark:
         "benchmarks/sample_ddpm.tsv"
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    params:
+        run=RUN,
+        flags=flags(
+            n=METRICS["fid_samples"],
+            sampler=METRICS["sampler"],
+            steps=METRICS["sampler_steps"],
+        ),
     shell:
-        "diffsec sample-ddpm --model {input.model} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec sample-ddpm --model {input.model:q} {params.flags} --out {output:q} {params.run} --threads {threads} "
+        "> {log:q} 2>&1"
 
 
 rule fid_ddpm_vs_test:
-    output:
-        directory("results/metrics/fid-ddpm-vs-test"),
     input:
         fake="results/samples/ddpm-cifar10",
         real="results/data/cifar10",
         backbone=backbone_inputs,
-        code=code("cli/evaluate.py", "metrics/fid.py", "metrics/prdc.py", "metrics/backbones.py"),
-    params:
-        run=RUN,
-        backbone=backbone_flags,
-    threads: config["threads"]
-    resources:
-        gpu=1,
+        code=code("eval-fid"),
+    output:
+        directory("results/metrics/fid-ddpm-vs-test"),
     log:
         "logs/fid_ddpm_vs_test.log",
     benchmark:
         "benchmarks/fid_ddpm_vs_test.tsv"
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    params:
+        run=RUN,
+        backbone=backbone_flags,
     shell:
-        "diffsec eval-fid --fake {input.fake} --real {input.real}/test.npz {params.backbone} "
-        "--out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec eval-fid --fake {input.fake:q} --real {input.real:q}/test.npz {params.backbone} "
+        "--out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"
 
 
 rule fid_train_vs_test:
+    input:
+        real="results/data/cifar10",
+        backbone=backbone_inputs,
+        code=code("eval-fid"),
     # The reference: how far real CIFAR-10 train images are from the test set under the same
     # backbone and the same sample count as the generated set.
     output:
         directory("results/metrics/fid-train-vs-test"),
-    input:
-        real="results/data/cifar10",
-        backbone=backbone_inputs,
-        code=code("cli/evaluate.py", "metrics/fid.py", "metrics/prdc.py", "metrics/backbones.py"),
-    params:
-        run=RUN,
-        backbone=backbone_flags,
-        n=METRICS["fid_samples"],
-    threads: config["threads"]
-    resources:
-        gpu=1,
     log:
         "logs/fid_train_vs_test.log",
     benchmark:
         "benchmarks/fid_train_vs_test.tsv"
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    params:
+        run=RUN,
+        backbone=backbone_flags,
+        n=METRICS["fid_samples"],
     shell:
-        "diffsec eval-fid --fake {input.real}/train.npz --fake-n {params.n} --real {input.real}/test.npz "
-        "{params.backbone} --out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec eval-fid --fake {input.real:q}/train.npz --fake-n {params.n:q} --real {input.real:q}/test.npz "
+        "{params.backbone} --out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"
 
 
 rule t2i_class_fidelity:
-    output:
-        directory("results/metrics/t2i-class-fidelity"),
     input:
         model="results/models/t2i-cifar10",
         classifier="results/models/resnet56-cifar10",
-        code=code("cli/evaluate.py", "metrics/classify.py"),
-    params:
-        run=RUN,
-    threads: 1
+        code=code("eval-class"),
+    output:
+        directory("results/metrics/t2i-class-fidelity"),
     log:
         "logs/t2i_class_fidelity.log",
     benchmark:
         "benchmarks/t2i_class_fidelity.tsv"
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        run=RUN,
     shell:
-        "diffsec eval-class --images {input.model}/samples.npz --classifier {input.classifier} "
-        "--out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec eval-class --images {input.model:q}/samples.npz --classifier {input.classifier:q} "
+        "--out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"
 
 
 # The tiny T2I world's latent space bounds what its samples can show a classifier: the CIFAR-10
@@ -107,23 +113,23 @@ rule t2i_class_fidelity:
 if not WORLDS["t2i"]["pretrained"]:
 
     rule t2i_vae_ceiling:
-        output:
-            directory("results/metrics/t2i-vae-ceiling"),
         input:
             model="results/models/t2i-cifar10",
             data="results/data/cifar10",
             classifier="results/models/resnet56-cifar10",
-            code=code("cli/evaluate.py", "metrics/classify.py", "metrics/quality.py", "models/t2i.py"),
-        params:
-            run=RUN,
-            n=METRICS["fid_samples"],
-        threads: 1
+            code=code("eval-class"),
+        output:
+            directory("results/metrics/t2i-vae-ceiling"),
         log:
             "logs/t2i_vae_ceiling.log",
         benchmark:
             "benchmarks/t2i_vae_ceiling.tsv"
         conda:
             CONDA_ENV
+        threads: 1
+        params:
+            run=RUN,
+            n=METRICS["fid_samples"],
         shell:
-            "diffsec eval-class --images {input.data}/test.npz --n {params.n} --vae-roundtrip {input.model} "
-            "--classifier {input.classifier} --out {output} {params.run} --threads {threads} > {log} 2>&1"
+            "diffsec eval-class --images {input.data:q}/test.npz --n {params.n:q} --vae-roundtrip {input.model:q} "
+            "--classifier {input.classifier:q} --out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"

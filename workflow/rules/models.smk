@@ -3,7 +3,40 @@
 WORLDS = config["worlds"]
 
 
+if PUBLISHED:
+
+    ruleorder: install_world > train_ddpm
+    ruleorder: install_world > train_t2i
+    ruleorder: install_world > train_clip
+    ruleorder: install_world > train_mnist_classifier
+
+    rule install_world:
+        # fetch + verify + unpack a world this DAG built before (config `published:`)
+        input:
+            source=lambda w: f"results/sources/{PUBLISHED[w.world]}",
+            code=code("install-world"),
+        output:
+            directory("results/models/{world}"),
+        log:
+            "logs/install_world/{world}.log",
+        benchmark:
+            "benchmarks/install_world/{world}.tsv"
+        conda:
+            CONDA_ENV
+        threads: 1
+        params:
+            run=RUN,
+        shell:
+            "diffsec install-world --source {input.source:q} --world {wildcards.world:q} --out {output:q} "
+            "{params.run} --threads {threads} > {log:q} 2>&1"
+
+
 rule train_ddpm:
+    input:
+        data=lambda w: (
+            [] if ddpm_world(w)["pretrained"] else f"results/data/{w.dataset}"
+        ),
+        code=code("train-ddpm"),
     output:
         report(
             directory("results/models/ddpm-{dataset}"),
@@ -11,29 +44,30 @@ rule train_ddpm:
             category="worlds",
             caption="../report/ddpm.rst",
         ),
-    input:
-        data=lambda w: [] if ddpm_world(w)["pretrained"] else f"results/data/{w.dataset}",
-        code=code("cli/ddpm.py", "models/ddpm.py", "diffusion/sampling.py", "imageset.py"),
-    params:
-        run=RUN,
-        data=lambda w, input: f"--data {input.data}/train.npz" if input.data else "",
-        flags=lambda w: flags(**ddpm_world(w)),
-    wildcard_constraints:
-        dataset="|".join(DDPM_WORLDS),
-    threads: config["threads"]
-    resources:
-        gpu=1,
     log:
         "logs/train_ddpm/{dataset}.log",
     benchmark:
         "benchmarks/train_ddpm/{dataset}.tsv"
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    params:
+        run=RUN,
+        data=lambda w, input: flags(
+            data=f"{input.data}/train.npz" if input.data else ""
+        ),
+        flags=lambda w: world_flags(ddpm_world(w)),
     shell:
-        "diffsec train-ddpm {params.data} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec train-ddpm {params.data} {params.flags} --out {output:q} {params.run} --threads {threads} "
+        "> {log:q} 2>&1"
 
 
 rule train_t2i:
+    input:
+        data=[] if WORLDS["t2i"]["pretrained"] else "results/data/cifar10",
+        code=code("train-t2i"),
     output:
         report(
             directory("results/models/t2i-cifar10"),
@@ -41,27 +75,30 @@ rule train_t2i:
             category="worlds",
             caption="../report/t2i.rst",
         ),
-    input:
-        data=[] if WORLDS["t2i"]["pretrained"] else "results/data/cifar10",
-        code=code("cli/t2i.py", "models/t2i.py", "models/tokenizer.py", "imageset.py"),
-    params:
-        run=RUN,
-        data=lambda w, input: f"--data {input.data}/train.npz" if input.data else "",
-        flags=flags(**WORLDS["t2i"]),
-    threads: config["threads"]
-    resources:
-        gpu=1,
     log:
         "logs/train_t2i.log",
     benchmark:
         "benchmarks/train_t2i.tsv"
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    params:
+        run=RUN,
+        data=lambda w, input: flags(
+            data=f"{input.data}/train.npz" if input.data else ""
+        ),
+        flags=world_flags(WORLDS["t2i"]),
     shell:
-        "diffsec train-t2i {params.data} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec train-t2i {params.data} {params.flags} --out {output:q} {params.run} --threads {threads} "
+        "> {log:q} 2>&1"
 
 
 rule train_mnist_classifier:
+    input:
+        data="results/data/mnist",
+        code=code("train-mnist-classifier"),
     output:
         report(
             directory("results/models/mnist-classifier"),
@@ -69,24 +106,26 @@ rule train_mnist_classifier:
             category="worlds",
             caption="../report/mnist.rst",
         ),
-    input:
-        data="results/data/mnist",
-        code=code("cli/mnist.py", "models/mnist_net.py", "models/classifier_fit.py"),
-    params:
-        run=RUN,
-        flags=flags(**WORLDS["mnist_classifier"]),
-    threads: 1
     log:
         "logs/train_mnist_classifier.log",
     benchmark:
         "benchmarks/train_mnist_classifier.tsv"
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        run=RUN,
+        flags=world_flags(WORLDS["mnist_classifier"]),
     shell:
-        "diffsec train-mnist-classifier --data {input.data} {params.flags} --out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec train-mnist-classifier --data {input.data:q} {params.flags} --out {output:q} {params.run} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule classifier_resnet:
+    input:
+        weights="results/sources/{arch}",
+        data="results/data/cifar10",
+        code=code("classifier-resnet"),
     output:
         report(
             directory("results/models/{arch}-cifar10"),
@@ -94,27 +133,24 @@ rule classifier_resnet:
             category="worlds",
             caption="../report/resnet.rst",
         ),
-    input:
-        weights="results/sources/{arch}",
-        data="results/data/cifar10",
-        code=code("cli/classifiers.py", "models/resnet_cifar.py", "metrics/classify.py"),
-    wildcard_constraints:
-        arch="resnet20|resnet56",
-    params:
-        run=RUN,
-    threads: 1
     log:
         "logs/classifier_resnet/{arch}.log",
     benchmark:
         "benchmarks/classifier_resnet/{arch}.tsv"
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        run=RUN,
     shell:
-        "diffsec classifier-resnet --arch {wildcards.arch} --weights {input.weights}/{wildcards.arch}-*.th "
-        "--testset {input.data}/test.npz --out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec classifier-resnet --arch {wildcards.arch:q} --weights {input.weights:q}/{wildcards.arch:q}-*.th "
+        "--testset {input.data:q}/test.npz --out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"
 
 
 rule train_clip:
+    input:
+        data="results/data/cifar10",
+        code=code("train-clip"),
     # The tiny profile's CLIP-score model: no pretrained CLIP is reachable offline.
     output:
         report(
@@ -123,27 +159,27 @@ rule train_clip:
             category="worlds",
             caption="../report/clip.rst",
         ),
-    input:
-        data="results/data/cifar10",
-        code=code("cli/clip.py", "models/clip_tiny.py", "models/clip_train.py"),
-    params:
-        run=RUN,
-        flags=flags(**WORLDS["clip"]),
-    threads: config["threads"]
-    resources:
-        gpu=1,
     log:
         "logs/train_clip.log",
     benchmark:
         "benchmarks/train_clip.tsv"
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    params:
+        run=RUN,
+        flags=world_flags(WORLDS["clip"]),
     shell:
-        "diffsec train-clip --data {input.data}/train.npz --test {input.data}/test.npz {params.flags} "
-        "--out {output} {params.run} --threads {threads} > {log} 2>&1"
+        "diffsec train-clip --data {input.data:q}/train.npz --test {input.data:q}/test.npz {params.flags} "
+        "--out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"
 
 
 rule train_celeba_classifier:
+    input:
+        data="results/data/celeba",
+        code=code("train-celeba-classifier"),
     # scores CelebA In-D ASR (InvisibleDiffusion's class 7); CIFAR-10's is the mirror's ResNet-56
     output:
         report(
@@ -152,21 +188,18 @@ rule train_celeba_classifier:
             category="worlds",
             caption="../report/celeba_classifier.rst",
         ),
-    input:
-        data="results/data/celeba",
-        code=code("cli/celeba_classifier.py", "models/celeba_net.py", "models/classifier_fit.py"),
-    params:
-        run=RUN,
-        flags=flags(**WORLDS["celeba_classifier"]),
-    threads: config["threads"]
-    resources:
-        gpu=1,
     log:
         "logs/train_celeba_classifier.log",
     benchmark:
         "benchmarks/train_celeba_classifier.tsv"
     conda:
         CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    params:
+        run=RUN,
+        flags=world_flags(WORLDS["celeba_classifier"]),
     shell:
-        "diffsec train-celeba-classifier --data {input.data} {params.flags} --out {output} {params.run} "
-        "--threads {threads} > {log} 2>&1"
+        "diffsec train-celeba-classifier --data {input.data:q} {params.flags} --out {output:q} {params.run} "
+        "--threads {threads} > {log:q} 2>&1"

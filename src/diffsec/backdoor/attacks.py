@@ -31,11 +31,11 @@ METHODS = ("invisible", "trojdiff", "baddiffusion")
 @dataclass
 class Attack:
     method: str
-    trigger: str                      # a triggers.KINDS name
-    phi: torch.Tensor | None = None   # the fixed trigger image (C x H x W, [-1, 1]); None for "free"
-    lam: float = 0.5                  # InvisibleDiffusion's mixing ratio lambda
-    gamma: float = 0.6                # TrojDiff's blend std (x_T ~ N((1-gamma) delta, gamma^2 I))
-    shape: tuple[int, ...] = (3, 32, 32)  # C x H x W of the model's samples
+    trigger: str               # a triggers.KINDS name
+    phi: torch.Tensor | None   # the fixed trigger image (C x H x W, [-1, 1]); None for "free"
+    lam: float                 # InvisibleDiffusion's mixing ratio lambda
+    gamma: float               # TrojDiff's blend std (x_T ~ N((1-gamma) delta, gamma^2 I))
+    shape: tuple[int, ...]     # C x H x W of the model's samples
 
     def __post_init__(self):
         if self.method not in METHODS:

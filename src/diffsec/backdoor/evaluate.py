@@ -4,12 +4,24 @@ Benign functionality: FID, precision and recall of clean-noise samples against C
 Attack: attack precision (A-Prec: Kynkaenniemi precision of triggered samples against the target
 distribution, TrojDiff's definition), ASR (share of triggered samples the classifier assigns to
 the target class), and for one-image targets the MSE to that image on the [0, 1] pixel scale.
+
+    A-Prec = |{x in triggered : exists y in target, ||f(x) - f(y)|| <= r_k(y)}| / |triggered|
+    ASR    = |{x in triggered : classifier(x) = target label}| / |triggered|
+    MSE    = mean over images and pixels of (x / 255 - y / 255)^2
+
+with f the backbone's features and r_k(y) the distance from y to its k-th nearest target neighbour.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
+from diffsec.errors import DiffsecError
 from diffsec.metrics import fid, precision_recall
 
 
@@ -37,3 +49,80 @@ def mse_to_image(images: np.ndarray, target: np.ndarray) -> float:
     target = np.asarray(target).reshape(images.shape[1:])
     diff = images.astype(np.float64) / 255.0 - target.astype(np.float64)[None] / 255.0
     return float((diff ** 2).mean())
+
+
+@dataclass
+class Sampled:
+    """A backdoor-sample artifact read beside the model it sampled."""
+    clean: np.ndarray                 # uint8 samples from clean noise
+    sampler: str
+    steps: int
+    attack: dict | None = None        # the model's attack.json (None: a clean world)
+    triggered: np.ndarray | None = None
+    target: np.ndarray | None = None  # the model's target reference images
+
+
+def read_sampled(samples: Path, model: Path) -> Sampled:
+    from diffsec.artifact import read_manifest
+    from diffsec.imageset import load_imageset
+
+    try:
+        m = read_manifest(samples)
+        sampler, steps = m["sampler"], m["steps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DiffsecError(f"{samples}: not a backdoor-sample artifact (no readable manifest)") from None
+    s = Sampled(load_imageset(samples / "clean.npz")["images"], sampler, steps)
+    triggered = samples / "trigger.npz"
+    if (model / "attack.json").exists() != triggered.exists():
+        raise DiffsecError(f"{samples} and {model} disagree on whether the model is backdoored")
+    if triggered.exists():
+        s.attack = json.loads((model / "attack.json").read_text())
+        s.triggered = load_imageset(triggered)["images"]
+        s.target = load_imageset(model / "target.npz")["images"]
+    return s
+
+
+def reference_subset(reference: dict, n: int, seed: int) -> np.ndarray:
+    """n images of a labelled set (seeded, class-stratified; all of them when n exceeds its size)."""
+    from diffsec.data import stratified_subset
+
+    return reference["images"][stratified_subset(reference["labels"], min(n, len(reference["labels"])), seed)]
+
+
+def scorer(dataset: str, path: Path, device: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """(image -> label predictor, its name) of the classifier that scores ASR for a target dataset."""
+    if dataset == "celeba":
+        from diffsec.models.celeba_net import load_celeba_classifier
+
+        return load_celeba_classifier(path, device).predict, "celeba-net"
+    if dataset == "cifar10":
+        from diffsec.metrics import predict_labels
+        from diffsec.models.resnet_cifar import load_classifier
+
+        model = load_classifier(path)
+        return (lambda x: predict_labels(model, x, device=device)), f"{model.arch}-cifar10"
+    from diffsec.models.mnist_net import load_mnist_classifier
+
+    return load_mnist_classifier(path, device).predict, "mnist-cnn"
+
+
+def measure(s: Sampled, reference: np.ndarray, backbone, *, k: int, label: str, device: str,
+            classify: tuple[Callable[[np.ndarray], np.ndarray], str] | None = None) -> dict:
+    """The row of one sampled model: benign metrics, and for a backdoored one the attack's."""
+    m = {"label": label, "sampler": s.sampler, "sampler_steps": s.steps, "backbone": backbone.name,
+         **benign_metrics(backbone.features, s.clean, reference, k, device)}
+    if s.attack is None:
+        return m
+    a, trig, target = s.attack, s.triggered, s.target
+    m.update({"n_trigger": int(len(trig)), "target": a["target"], "method": a["method"], "trigger": a["trigger"],
+              "lam": a["lam"], **a["stealth"]})
+    if a["one_image"]:
+        m["mse"] = mse_to_image(trig, target[0])
+        return m
+    if min(len(target), len(trig)) <= k:
+        raise DiffsecError(f"attack precision with k = {k} needs more than k target and triggered images; "
+                           f"got {len(target)} and {len(trig)}")
+    m["a_prec"] = attack_precision(backbone.features, trig, target, k, device)
+    m["asr"] = attack_success_rate(classify[0](trig), a["target_label"])
+    m["classifier"] = classify[1]
+    return m

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -62,3 +63,21 @@ def named_paths(items: list[str], flag: str) -> dict[str, str]:
             raise DiffsecError(f"{flag}: {name!r} given twice")
         out[name] = path
     return out
+
+
+def add_stage(sub: argparse._SubParsersAction, name: str, func, summary: str, description: str):
+    """A stage's subparser with --out and the common run flags."""
+    p = sub.add_parser(name, help=summary, description=description)
+    p.add_argument("--out", type=Path, required=True,
+                   help=f"artifact directory to write (new, or an earlier {name} one)")
+    add_common(p)
+    p.set_defaults(func=func)
+    return p
+
+
+def positive(**values: int) -> None:
+    from diffsec.errors import DiffsecError
+
+    for name, v in values.items():
+        if v <= 0:
+            raise DiffsecError(f"--{name.replace('_', '-')} must be positive, got {v}")

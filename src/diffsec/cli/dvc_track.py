@@ -1,8 +1,5 @@
-"""`diffsec dvc-track`: put every finished artifact under results/ into the DVC cache.
-
-Snakemake calls it once after a successful run (onsuccess), so DVC sees only finished
-artifacts (they carry a manifest.json); tables stay in git.
-"""
+"""`diffsec dvc-track`: put every finished artifact (a directory with a manifest.json) under results/
+into the DVC cache; Snakemake calls it after a successful run. dvc gets argument lists, never a shell."""
 
 from __future__ import annotations
 
@@ -24,8 +21,7 @@ def register(sub) -> None:
 def finished_artifacts(results: Path) -> list[Path]:
     """Outermost directories holding a manifest.json (nested pipeline dirs are inside them)."""
     found = sorted(p.parent for p in results.rglob("manifest.json"))
-    top = [d for d in found if not any(o != d and o in d.parents for o in found)]
-    return [d for d in top if not d.name.startswith(".")]
+    return [d for d in found if not d.name.startswith(".") and not any(o in d.parents for o in found)]
 
 
 def run(args: argparse.Namespace) -> None:
@@ -34,12 +30,10 @@ def run(args: argparse.Namespace) -> None:
     if not Path(".dvc").is_dir():
         print("dvc-track: not a DVC repository (no .dvc/ here); nothing tracked")
         return
-    arts = finished_artifacts(args.results)
     if args.remote:
         subprocess.run(["dvc", "remote", "add", "--local", "-d", "-f", "diffsec", args.remote], check=True)
-    if not arts:
-        return
-    p = subprocess.run(["dvc", "add", "-q", *map(str, arts)], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise DiffsecError(f"dvc add failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
+    arts = finished_artifacts(args.results)
+    p = subprocess.run(["dvc", "add", "-q", *map(str, arts)], capture_output=True, text=True) if arts else None
+    if p is not None and p.returncode != 0:
+        raise DiffsecError(f"dvc add failed: {(p.stderr.strip().splitlines() or [p.returncode])[-1]}")
     print(f"dvc-track: {len(arts)} artifacts tracked")

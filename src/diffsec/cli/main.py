@@ -2,6 +2,8 @@
 
 Stage modules in this package are discovered automatically; each registers its own
 subcommands and imports heavy libraries only inside the command it runs, so `--help` is fast.
+Every expected failure ends the same way: one stderr line `diffsec <stage>: error: <what> (<where>)`
+and exit status 2 (argparse's own usage errors also exit 2, after the usage line).
 """
 
 from __future__ import annotations
@@ -30,14 +32,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _file_error(e: OSError) -> str:
+    """`<what> (<where>)` of an OS error about a named file, e.g. a missing or unreadable input."""
+    where = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else str(e.filename)
+    return f"{e.strerror or type(e).__name__} ({where})"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one stage; an expected failure is ONE stderr line `diffsec <stage>: error: ...`, rc 2.
+
+    Expected failures are DiffsecError and OS errors that name a file (a missing, unreadable or
+    unwritable path given to the stage); anything else is a bug and keeps its traceback.
+    """
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except DiffsecError as e:
-        print(f"diffsec {args.stage}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        msg = " ".join(str(e).splitlines())
+    except OSError as e:
+        if e.filename is None:
+            raise
+        msg = _file_error(e)
+    else:
+        return 0
+    print(f"diffsec {args.stage}: error: {msg}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

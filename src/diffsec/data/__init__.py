@@ -31,5 +31,5 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     order = np.lexsort((classes, -(quota - take)))
     take[order[: n - take.sum()]] += 1
     picked = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False)
-              for c, k in zip(classes, take)]
+              for c, k in zip(classes, take, strict=True)]
     return rng.permutation(np.concatenate(picked))

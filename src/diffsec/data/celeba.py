@@ -11,12 +11,17 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from diffsec.data import stratified_subset
+from diffsec.data.archive import zip_names
 from diffsec.errors import DiffsecError
+
+if TYPE_CHECKING:
+    from diffsec.artifact import Artifact
 
 # Class id = makeup + 2 mouth + 4 smile, TrojDiff's encoding (InvisibleDiffusion follows its setup).
 ATTRIBUTES = ("Heavy_Makeup", "Mouth_Slightly_Open", "Smiling")  # bits 0, 1, 2 of the class id
@@ -100,7 +105,7 @@ def prepare_celeba(images_zip: str | os.PathLike, attributes: str | os.PathLike,
     except (OSError, zipfile.BadZipFile) as e:
         raise DiffsecError(f"{images_zip}: not a readable zip of CelebA images ({e})") from None
     with archive:
-        members = {os.path.basename(n): n for n in archive.namelist() if n.lower().endswith(".jpg")}
+        members = {os.path.basename(n): n for n in zip_names(images_zip, archive) if n.lower().endswith(".jpg")}
         out = {}
         for k, split in enumerate(("train", "test")):
             rows = np.flatnonzero(codes == PARTITIONS[split])
@@ -118,3 +123,15 @@ def prepare_celeba(images_zip: str | os.PathLike, attributes: str | os.PathLike,
             out[split] = (np.stack(images) if images else np.zeros((0, resolution, resolution, 3), np.uint8),
                           labels[rows], rows)
     return out
+
+
+def build_celeba(art: Artifact, images_zip: str | os.PathLike, attributes: str | os.PathLike,
+                 partition: str | os.PathLike, resolution: int, sizes: dict[str, int], seed: int) -> None:
+    """The prepare-celeba artifact: train/test image sets in the 8 classes, a sample grid, class counts."""
+    from diffsec.data.cifar import write_class_splits
+
+    data = prepare_celeba(images_zip, attributes, partition, resolution, sizes, seed)
+    write_class_splits(art, data, CLASSES)
+    art.extra.update(attributes=list(ATTRIBUTES), target_class=TARGET_CLASS,
+                     class_counts={s: np.bincount(d[1], minlength=len(CLASSES)).tolist()
+                                   for s, d in data.items()})

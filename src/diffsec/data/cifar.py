@@ -10,14 +10,19 @@ from __future__ import annotations
 import io
 import os
 import re
-import tarfile
-from typing import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from diffsec.data import stratified_subset
+from diffsec.data.archive import iter_tar
 from diffsec.errors import DiffsecError
+
+if TYPE_CHECKING:
+    from diffsec.artifact import Artifact
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")
@@ -50,32 +55,22 @@ def _scan(archive: str | os.PathLike) -> tuple[dict[str, tuple[np.ndarray, list 
     """({split: (labels, items)}, 'jpeg' | 'binary') in a fixed order, no JPEG decoded yet.
 
     JPEG members are ordered by (label, file name), binary records by batch then position,
-    so the result does not depend on the order of members inside the tar.
+    so the result does not depend on the order of members inside the tar. Members are read
+    through `iter_tar`, which refuses `..`, absolute and link members.
     """
     jpegs: dict[str, list[tuple[int, str, bytes]]] = {"train": [], "test": []}
     batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    try:
-        # "r|*": one sequential pass, any compression; seeking back in a .gz would re-inflate it.
-        with tarfile.open(archive, "r|*") as tf:
-            for m in tqdm(tf, desc="cifar10: read archive", unit=" files", mininterval=1.0):
-                if not m.isfile():
-                    continue
-                if hit := _JPEG.search(m.name):
-                    split, cls, stem = hit.groups()
-                    if cls not in CLASSES:
-                        raise DiffsecError(f"{archive}: unknown CIFAR-10 class folder {cls!r}")
-                    jpegs[split].append((CLASSES.index(cls), stem, tf.extractfile(m).read()))
-                elif hit := _BIN.search(m.name):
-                    batches[hit.group(1)] = _decode_bin(tf.extractfile(m).read(), m.name)
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise DiffsecError(f"{archive}: not a readable tar archive ({e})") from None
-
+    bar = partial(tqdm, desc="cifar10: read archive", unit=" files", mininterval=1.0)
+    for name, data in iter_tar(archive, lambda n: bool(_JPEG.search(n) or _BIN.search(n)), bar):
+        if hit := _JPEG.search(name):
+            split, cls, stem = hit.groups()
+            if cls not in CLASSES:
+                raise DiffsecError(f"{archive}: unknown CIFAR-10 class folder {cls!r}")
+            jpegs[split].append((CLASSES.index(cls), stem, data))
+        else:
+            batches[_BIN.search(name).group(1)] = _decode_bin(data, name)
     if batches:
-        train = [batches[k] for k in sorted(batches) if k.startswith("data_batch")]
-        if not train or "test_batch" not in batches:
-            raise DiffsecError(f"{archive}: binary CIFAR-10 needs data_batch_*.bin and test_batch.bin")
-        return {"train": (np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train])),
-                "test": batches["test_batch"]}, "binary"
+        return _binary_splits(archive, batches), "binary"
     if not jpegs["train"] or not jpegs["test"]:
         raise DiffsecError(f"{archive}: neither the JPEG layout (train|test/<class>/*.jpg) nor "
                            "the binary layout (data_batch_*.bin) of CIFAR-10")
@@ -84,6 +79,16 @@ def _scan(archive: str | os.PathLike) -> tuple[dict[str, tuple[np.ndarray, list 
         items.sort(key=lambda t: (t[0], t[1]))
         out[split] = (np.array([t[0] for t in items], np.int64), [t[2] for t in items])
     return out, "jpeg"
+
+
+def _binary_splits(archive: str | os.PathLike, batches: dict[str, tuple[np.ndarray, np.ndarray]]
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Train = data_batch_1..5 in order, test = test_batch."""
+    train = [batches[k] for k in sorted(batches) if k.startswith("data_batch")]
+    if not train or "test_batch" not in batches:
+        raise DiffsecError(f"{archive}: binary CIFAR-10 needs data_batch_*.bin and test_batch.bin")
+    return {"train": (np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train])),
+            "test": batches["test_batch"]}
 
 
 def read_cifar10(archive: str | os.PathLike, subset: Callable[[str, np.ndarray], np.ndarray] | None = None
@@ -140,3 +145,28 @@ def class_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 10,
         pad = np.full((per_class - len(pick), h, w, c), 255, np.uint8)
         rows.append(np.concatenate([pick, pad]))
     return grid(np.concatenate(rows), nrow=per_class)
+
+
+def write_class_splits(art: Artifact, data: dict[str, tuple], classes: Sequence[str]) -> None:
+    """`<split>.npz` per split (images, labels, the row index when given, per-row class names;
+    the ordered list is `classes`) and `samples.png`, one row of train images per class."""
+    from diffsec.imageset import save_imageset, save_png
+
+    for split, (images, labels, *index) in data.items():
+        rows = {"index": index[0]} if index else {}
+        save_imageset(art.file(f"{split}.npz"), images, labels=labels, **rows,
+                      class_name=[classes[i] for i in labels])
+    images, labels = data["train"][:2]
+    save_png(art.file("samples.png"), class_grid(images, labels, n_classes=len(classes)),
+             scale=max(1, 64 // images.shape[1]))
+    art.extra.update(sizes={s: len(d[1]) for s, d in data.items()}, classes=list(classes))
+
+
+def build_cifar10(art: Artifact, archive: str | os.PathLike, resolution: int, sizes: dict[str, int],
+                  seed: int) -> None:
+    """The prepare-cifar10 artifact: train/test image sets, a sample grid, and which pixels they are."""
+    data, fmt = prepare_cifar10(archive, resolution, sizes, seed)
+    write_class_splits(art, data, CLASSES)
+    art.extra.update(source_format=fmt,  # numbers computed from the JPEGs must say so
+                     note="lossy JPEG (q~75) re-encoding of CIFAR-10" if fmt == "jpeg"
+                     else "original CIFAR-10 pixels")

@@ -7,16 +7,21 @@ class noun, and the DreamBooth object / live-subject prompt lists) and the licen
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
-import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
+from diffsec.data.archive import iter_tar
 from diffsec.errors import DiffsecError
+
+if TYPE_CHECKING:
+    from diffsec.artifact import Artifact
 
 TEXT_FILES = ("prompts_and_classes.txt", "references_and_licenses.txt", "LICENSE.md")
 # DreamBooth gives animals their own prompt list (outfits, hats) instead of the object one.
@@ -29,20 +34,23 @@ class DreamBoothArchive:
     texts: dict[str, str] = field(default_factory=dict)
 
 
+def _wanted(name: str) -> bool:
+    parts = name.split("/")
+    return parts[-1] in TEXT_FILES or (len(parts) >= 2 and parts[-1].lower().endswith((".jpg", ".jpeg", ".png")))
+
+
 def read_archive(archive: str | os.PathLike) -> DreamBoothArchive:
+    """The subjects' images and the text files (read through `iter_tar`: no `..`/absolute/link members)."""
     out = DreamBoothArchive()
-    try:
-        with tarfile.open(archive, "r:*") as tf:
-            for m in tf.getmembers():
-                if not m.isfile():
-                    continue
-                parts = m.name.split("/")
-                if parts[-1] in TEXT_FILES:
-                    out.texts[parts[-1]] = tf.extractfile(m).read().decode("utf-8")
-                elif len(parts) >= 2 and parts[-1].lower().endswith((".jpg", ".jpeg", ".png")):
-                    out.images.setdefault(parts[-2], []).append((parts[-1], tf.extractfile(m).read()))
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise DiffsecError(f"{archive}: not a readable tar archive ({e})") from None
+    for name, data in iter_tar(archive, _wanted):
+        parts = name.split("/")
+        if parts[-1] in TEXT_FILES:
+            try:
+                out.texts[parts[-1]] = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DiffsecError(f"{parts[-1]} is not UTF-8 text ({archive})") from None
+        else:
+            out.images.setdefault(parts[-2], []).append((parts[-1], data))
     if "prompts_and_classes.txt" not in out.texts or not out.images:
         raise DiffsecError(f"{archive}: expected <subject>/*.jpg and prompts_and_classes.txt")
     for files in out.images.values():
@@ -130,3 +138,29 @@ def prepare_dreambooth(archive: str | os.PathLike, resolution: int, per_concept:
     return {"images": np.stack(images), "masks": np.stack(masks), "concept": np.array(names),
             "class_name": np.array([classes[c] for c in names]), "file": np.array(files),
             "prompts": prompts, "texts": src.texts}
+
+
+def build_dreambooth(art: Artifact, archive: str | os.PathLike, resolution: int, per_concept: int,
+                     masker: Callable[[np.ndarray], np.ndarray], masker_name: str,
+                     only: list[str] | None = None) -> None:
+    """The prepare-dreambooth artifact: concepts.npz (images, masks, names), prompts.json, the
+    archive's credit/licence texts, and masks.png to check the masks by eye."""
+    from diffsec.data.masks import overlay_figure
+    from diffsec.imageset import save_imageset
+
+    d = prepare_dreambooth(archive, resolution, per_concept, masker, only)
+    save_imageset(art.file("concepts.npz"), d["images"], masks=d["masks"], concept=d["concept"],
+                  class_name=d["class_name"], source_file=d["file"])
+    art.file("prompts.json").write_text(json.dumps(d["prompts"], indent=2))
+    for name, text in d["texts"].items():  # keep the CC-BY credits beside the derived images
+        art.file(name).write_text(text)
+    concepts = d["prompts"]["concepts"]
+    overlay_figure(art.file("masks.png"), d["images"], d["masks"], list(d["concept"]),
+                   [f"{c}\n({concepts[c]['class']})" for c in concepts],
+                   f"DreamBooth object masks ({masker_name}, {resolution} px): "
+                   "dimmed = background, green = mask outline, % = mask area")
+    cover = d["masks"].reshape(len(d["masks"]), -1).mean(1)
+    art.extra.update(concepts=list(concepts), n_images=len(cover),
+                     mask_coverage={"min": float(cover.min()), "mean": float(cover.mean()),
+                                    "max": float(cover.max())},
+                     empty_masks=int((cover == 0).sum()))

@@ -8,8 +8,9 @@ Two maskers share one call shape, `masker(image_uint8_hwc) -> bool HxW`:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -132,3 +133,17 @@ def overlay_figure(path: str | os.PathLike, images: np.ndarray, masks: np.ndarra
     fig.tight_layout(rect=(0.06, 0, 1, 0.97))
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def make_masker(kind: str, *, seed: int, threads: int = 0, checkpoint: str | os.PathLike | None = None,
+                model_type: str = "vit_h", device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
+    """`grabcut` (seeded) or `sam` (weights from `checkpoint`); `threads` > 0 caps OpenCV's threads."""
+    if threads:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    if kind == "sam":
+        return SamMasker(checkpoint, model_type, device)
+    if kind == "grabcut":
+        return partial(grabcut, seed=seed)
+    raise DiffsecError(f"unknown masker {kind!r}; one of grabcut, sam")

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import gzip
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from diffsec.data import stratified_subset
 from diffsec.errors import DiffsecError
+
+if TYPE_CHECKING:
+    from diffsec.artifact import Artifact
 
 _MAGIC = {2049: 1, 2051: 3}  # labels: 1 dim, images: 3 dims (IDX type 0x08 = uint8)
 
@@ -52,3 +56,17 @@ def split(labels: np.ndarray, n_train: int, seed: int) -> tuple[np.ndarray, np.n
     train = stratified_subset(labels, n_train, seed)
     heldout = np.setdiff1d(np.arange(len(labels)), train)  # sorted: original file order
     return train, heldout
+
+
+def build_mnist(art: Artifact, images_path: str | os.PathLike, labels_path: str | os.PathLike,
+                n_train: int, seed: int) -> None:
+    """The prepare-mnist artifact: classifier_train.npz, heldout.npz (with original row index), a sample grid."""
+    from diffsec.imageset import grid, save_imageset, save_png
+
+    images, labels = read_mnist(images_path, labels_path)
+    train, heldout = split(labels, n_train, seed)
+    save_imageset(art.file("classifier_train.npz"), images[train], labels=labels[train], index=train)
+    save_imageset(art.file("heldout.npz"), images[heldout], labels=labels[heldout], index=heldout)
+    save_png(art.file("samples.png"), grid(images[train[:100]], nrow=10), scale=2)
+    art.extra.update(sizes={"classifier_train": len(train), "heldout": len(heldout)},
+                     train_class_counts=np.bincount(labels[train], minlength=10).tolist())

@@ -3,9 +3,10 @@
 Purifiers map uint8 NHWC image sets to image sets of the same shape:
 `jpeg` (JPEG round trip), `advclean` (AdverseCleaner: bilateral + guided filter),
 `regen` (latent diffusion regeneration, Zhao et al.), `pdmpure` (pixel diffusion SDEdit, after
-PDM-Pure). Safe-Zone Training's training-time pieces live in `timesteps` (timestep samplers of
-Appendix H) and `masking` (loss masking objectives of Appendix I, mask dilation of Appendix J,
-aligned flips). `figures` draws the paper's perturbation histograms (Fig. 7) and sampler pdfs.
+PDM-Pure); `purify` puts them behind one checked shape (settings -> images -> images).
+Safe-Zone Training's training-time pieces live in `timesteps` (timestep samplers of Appendix H)
+and `masking` (loss masking objectives of Appendix I, mask dilation of Appendix J, aligned flips).
+`figures` draws the paper's perturbation histograms (Fig. 7) and sampler pdfs.
 
 Modules import torch/diffusers lazily where they can, so `import diffsec.defense.jpeg` stays light.
 """

@@ -30,29 +30,29 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     """Guided filter of `src` (H x W [x C]) steered by `guide` (H x W [x K]); float64 out, shaped
     like `src`. Per window w: src ~ a_w . guide + b_w by ridge regression (ridge `eps`); the output
     averages the (a, b) of every window covering a pixel."""
-    I = np.asarray(guide, np.float64)
+    G = np.asarray(guide, np.float64)
     p = np.asarray(src, np.float64)
     flat = p.ndim == 2
-    I = I[..., None] if I.ndim == 2 else I
+    G = G[..., None] if G.ndim == 2 else G
     p = p[..., None] if flat else p
-    h, w, k = I.shape
+    h, w, k = G.shape
     c = p.shape[-1]
-    mI, mp = box_mean(I, radius), box_mean(p, radius)
-    cov_II = box_mean((I[..., :, None] * I[..., None, :]).reshape(h, w, k * k), radius)
-    cov_II = cov_II.reshape(h, w, k, k) - mI[..., :, None] * mI[..., None, :] + eps * np.eye(k)
-    cov_Ip = box_mean((I[..., :, None] * p[..., None, :]).reshape(h, w, k * c), radius)
-    cov_Ip = cov_Ip.reshape(h, w, k, c) - mI[..., :, None] * mp[..., None, :]
-    a = np.linalg.solve(cov_II, cov_Ip)                      # h, w, k, c
-    b = mp - np.einsum("hwkc,hwk->hwc", a, mI)
+    mG, mp = box_mean(G, radius), box_mean(p, radius)
+    cov_GG = box_mean((G[..., :, None] * G[..., None, :]).reshape(h, w, k * k), radius)
+    cov_GG = cov_GG.reshape(h, w, k, k) - mG[..., :, None] * mG[..., None, :] + eps * np.eye(k)
+    cov_Gp = box_mean((G[..., :, None] * p[..., None, :]).reshape(h, w, k * c), radius)
+    cov_Gp = cov_Gp.reshape(h, w, k, c) - mG[..., :, None] * mp[..., None, :]
+    a = np.linalg.solve(cov_GG, cov_Gp)                      # h, w, k, c
+    b = mp - np.einsum("hwkc,hwk->hwc", a, mG)
     ma = box_mean(a.reshape(h, w, k * c), radius).reshape(h, w, k, c)
-    q = np.einsum("hwkc,hwk->hwc", ma, I) + box_mean(b, radius)
+    q = np.einsum("hwkc,hwk->hwc", ma, G) + box_mean(b, radius)
     return q[..., 0] if flat else q
 
 
-def advclean(images: np.ndarray, bilateral_iters: int = 64, diameter: int = 5,
-             sigma_color: float = 8.0, sigma_space: float = 8.0, guided_iters: int = 4,
-             radius: int = 4, eps: float = 16.0) -> np.ndarray:
-    """AdverseCleaner with the script's settings as defaults. uint8 NHWC in, same shape out.
+def advclean(images: np.ndarray, bilateral_iters: int, diameter: int, sigma_color: float, sigma_space: float,
+             guided_iters: int, radius: int, eps: float) -> np.ndarray:
+    """AdverseCleaner (the script: 64, 5, 8, 8, 4, 4, 16, the defaults of `diffsec purify`).
+    uint8 NHWC in, same shape out.
 
     Like the script, the result is clipped and TRUNCATED to uint8 (`astype`), not rounded.
     """

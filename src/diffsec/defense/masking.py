@@ -25,7 +25,7 @@ Conventions chosen here:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

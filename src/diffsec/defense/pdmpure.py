@@ -15,16 +15,16 @@ is far below IF-II's 256 px, so fine detail above that resolution is lost.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from diffsec.defense.images import batches, check_images, resize
 
+DEFAULT_SAMPLER = "ddpm"
 DEFAULT_T_STAR = 100  # 0.1 T: a small SDEdit strength
 
 
 def pdmpure(images: np.ndarray, unet, scheduler, t_star: int = DEFAULT_T_STAR,
-            method: str = "ddpm", steps: int | None = None, seed: int = 0,
+            method: str = DEFAULT_SAMPLER, steps: int | None = None, seed: int = 0,
             batch_size: int = 64, progress: bool = True) -> np.ndarray:
     """Purify uint8 NHWC `images` with a pixel UNet2DModel + its training scheduler.
 

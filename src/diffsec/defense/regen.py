@@ -11,12 +11,13 @@ seeded on the CPU; it takes any StableDiffusionPipeline (the tiny world or SD 1.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from diffsec.defense.images import batches, check_images, resize
 
+DEFAULT_SAMPLER = "ddim"
 DEFAULT_T_STAR = 60
 
 
@@ -31,7 +32,7 @@ def _embed(pipe, prompts: list[str]):
 
 def regen(images: np.ndarray, pipe, t_star: int = DEFAULT_T_STAR, steps: int | None = None,
           prompts: Sequence[str] | str = "", guidance: float = 1.0, seed: int = 0,
-          batch_size: int = 16, resolution: int | None = None, method: str = "ddim",
+          batch_size: int = 16, resolution: int | None = None, method: str = DEFAULT_SAMPLER,
           progress: bool = True) -> np.ndarray:
     """Regenerate uint8 NHWC `images` through the LDM `pipe` (a StableDiffusionPipeline).
 
@@ -65,7 +66,7 @@ def regen(images: np.ndarray, pipe, t_star: int = DEFAULT_T_STAR, steps: int | N
         if guidance > 1:
             cond = torch.cat([_embed(pipe, [""] * len(cond)), cond])
 
-        def model(zt, t):
+        def model(zt, t, cond=cond):
             if guidance <= 1:
                 return unet(zt, t, encoder_hidden_states=cond).sample
             u, c = unet(torch.cat([zt, zt]), torch.cat([t, t]), encoder_hidden_states=cond).sample.chunk(2)

@@ -14,7 +14,7 @@ is every index, the ancestral DDPM chain), then jumps from the last one to the c
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -185,3 +185,12 @@ def make_sampler(spec: str, T: int = 1000) -> TimestepSampler:
         raise ValueError(f"bad timestep sampler {spec!r}: {e}") from None
     raise ValueError(f"unknown timestep sampler {spec!r}; use uniform, high:<t>, low:<t>, "
                      "power:<rho> or tanh:<rho>")
+
+
+def check_timesteps(ts, T: int = 1000) -> list[int]:
+    """A non-empty list of integer timesteps in 0..T-1 (as a figure's JSON list), or a DiffsecError."""
+    from diffsec.errors import DiffsecError
+
+    if not isinstance(ts, list) or not ts or not all(isinstance(t, int) and 0 <= t < T for t in ts):
+        raise DiffsecError(f"timesteps must be a non-empty JSON list of integers in 0..{T - 1}, got {ts!r}")
+    return ts

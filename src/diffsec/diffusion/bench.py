@@ -12,7 +12,7 @@ import torch
 @torch.no_grad()
 def sampling_throughput(unet, scheduler_config: dict, batch_sizes, timed_steps: int = 10, ddim_steps=(50, 100),
                         device: str = "cpu") -> list[dict]:
-    from diffsec.diffusion.chain import sample_chain
+    from diffsec.diffusion.sampling import sample
     from diffsec.models.ddpm import unet_eps
 
     unet = unet.to(device).eval()
@@ -21,11 +21,11 @@ def sampling_throughput(unet, scheduler_config: dict, batch_sizes, timed_steps: 
     rows = []
     for b in batch_sizes:
         x = torch.randn(b, 3, res, res, device=device)
-        sample_chain(eps, scheduler_config, x, None, "ddim", 2, progress=False)   # warm-up
+        sample(eps, scheduler_config, x, "ddim", 2, progress=False)   # warm-up
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        sample_chain(eps, scheduler_config, x, None, "ddim", timed_steps, progress=False)
+        sample(eps, scheduler_config, x, "ddim", timed_steps, progress=False)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         per_step = (time.perf_counter() - t0) / timed_steps

@@ -42,3 +42,19 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
 def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     """Fréchet distance between the Gaussian fits of two N x D feature sets."""
     return frechet_distance(*feature_stats(feats_a), *feature_stats(feats_b))
+
+
+def fid_report(backbone, fake: np.ndarray, real: np.ndarray, k: int = 3, device="cpu") -> dict:
+    """FID and k-NN precision/recall of uint8 image sets `fake` vs `real` on `backbone`'s features,
+    with the backbone's name and both sample counts; too few images is a DiffsecError up front."""
+    from diffsec.errors import DiffsecError
+    from diffsec.metrics.prdc import precision_recall
+
+    for name, images in (("generated", fake), ("reference", real)):
+        if len(images) <= max(k, 1):
+            raise DiffsecError(f"the {name} set holds {len(images)} images; FID and k-NN precision/recall "
+                               f"need more than max(k={k}, 1)")
+    ff, fr = backbone.features(fake, progress=True), backbone.features(real, progress=True)
+    pr = precision_recall(fr, ff, k=k, device=str(device))
+    return {"fid": fid(ff, fr), "precision": pr["precision"], "recall": pr["recall"], "backbone": backbone.name,
+            "n_fake": int(len(fake)), "n_real": int(len(real))}

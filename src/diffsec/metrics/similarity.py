@@ -39,7 +39,7 @@ def clip_score(backbone, images: np.ndarray, texts, batch_size: int = 64) -> flo
         raise ValueError(f"{len(texts)} captions for {len(images)} images")
     img = backbone.features(images, batch_size)
     uniq = sorted(set(texts))  # encode each distinct caption once
-    txt = dict(zip(uniq, backbone.text_features(uniq)))
+    txt = dict(zip(uniq, backbone.text_features(uniq), strict=True))
     return float(clip_score_from_features(img, np.stack([txt[t] for t in texts])).mean())
 
 

@@ -18,7 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from diffsec import resume
 from diffsec.errors import DiffsecError
+from diffsec.models.classifier_fit import FitConfig
 
 ARCH = "celeba_net"
 
@@ -126,13 +128,14 @@ def predict_logits(model: CelebaNet, images: np.ndarray, batch_size: int = 256) 
     return np.concatenate(out) if out else np.zeros((0, model.num_classes), np.float32)
 
 
-def train(model: CelebaNet, images: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int,
-          lr: float, seed: int, heldout: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict]:
+def train(model: CelebaNet, images: np.ndarray, labels: np.ndarray, cfg: FitConfig,
+          heldout: tuple[np.ndarray, np.ndarray] | None = None, ckpt: resume.Checkpoint | None = None) -> list[dict]:
     """AdamW with a one-cycle schedule and seeded random horizontal flips; fits the model's input
-    normalization to `images` first. Returns one curve row per step (held-out accuracy per epoch).
+    normalization to `images` first. Returns one curve row per step (held-out accuracy per epoch);
+    resumes from `ckpt`, checkpointed at epoch ends.
 
     Images stay uint8 (on the model's device) and are preprocessed per batch, so the whole CelebA
-    train partition fits. Minutes on a GPU, so it does not checkpoint.
+    train partition fits.
     """
     from diffsec.models.classifier_fit import fit
 
@@ -143,16 +146,16 @@ def train(model: CelebaNet, images: np.ndarray, labels: np.ndarray, epochs: int,
     device = model.mean.device
     x_all = torch.as_tensor(np.ascontiguousarray(images)).to(device)
     y_all = torch.as_tensor(labels, dtype=torch.long, device=device)
-    gen = torch.Generator().manual_seed(seed)  # batch order and flips independent of other RNG use
-    steps = epochs * -(-len(x_all) // batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    gen = torch.Generator().manual_seed(cfg.seed)  # batch order and flips independent of other RNG use
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.total_steps(len(x_all)),
+                                                pct_start=0.15)
 
     def inputs(idx):  # a flip per image, drawn from the run's generator after the batch order
         flip = torch.rand(len(idx), generator=gen) < 0.5
         return preprocess(model, x_all[idx.to(device)], flip)
 
-    return fit(model, inputs, y_all, opt, sched, epochs, batch_size, gen, "celeba classifier", heldout)
+    return fit(model, inputs, y_all, opt, sched, cfg, gen, "celeba classifier", heldout, ckpt)
 
 
 def save_celeba_classifier(model: CelebaNet, directory: str | os.PathLike, **extra) -> None:
@@ -189,3 +192,21 @@ def load_celeba_classifier(directory: str | os.PathLike, device: str | torch.dev
         why = " ".join(str(e).split())  # load_state_dict's message spans lines
         raise DiffsecError(f"{d}: cannot load the CelebA classifier ({type(e).__name__}: {why})") from None
     return model.to(device).eval()
+
+
+def write_classifier(model: CelebaNet, curve: list[dict], test: tuple[np.ndarray, np.ndarray], n_train: int,
+                     directory: str | os.PathLike) -> dict:
+    """model.safetensors + config.json, curve.csv/png and eval.json: test accuracy, confusion, and the
+    ASR a clean generator would score (the share of non-target faces called the target class)."""
+    from functools import partial
+
+    from diffsec.data.celeba import CLASSES, TARGET_CLASS
+    from diffsec.models.classifier_fit import write_report
+
+    def extra(pred: np.ndarray, truth: np.ndarray) -> dict:
+        others = truth != TARGET_CLASS
+        return {"classes": list(CLASSES), "target_class": TARGET_CLASS,
+                "false_target_rate": float((pred[others] == TARGET_CLASS).mean()) if others.any() else None}
+
+    save = partial(save_celeba_classifier, classes=list(CLASSES), target_class=TARGET_CLASS)
+    return write_report(model, curve, test, n_train, directory, save, "test", "CelebA attribute classifier", extra)

@@ -17,35 +17,66 @@ Saved as `model.safetensors` + `config.json` (never pickle); `load(dir)` rebuild
 
 from __future__ import annotations
 
-import copy
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from diffsec.errors import DiffsecError
+from diffsec.models import checks
 
 # open_clip's OpenAI normalization: keeps the preprocessing identical to pretrained CLIP's.
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
 
-DEFAULT = {
-    "name": "clip-tiny-cifar10",
-    "embed_dim": 128,
-    # ModifiedResNet: stem width 32 (final stage 32 * 32 = 1024 channels), one block a stage,
-    # attention pool heads of width 32.
-    "vision": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 32, "head_width": 32},
-    "text": {"width": 128, "heads": 4, "layers": 2},
-    "mean": list(MEAN),
-    "std": list(STD),
-}
+
+@dataclass
+class ClipConfig:
+    """A tiny CLIP: `vision_layers` 4 block counts = ModifiedResNet (stem `vision_width`, last stage
+    32x that; image side a multiple of 32), one int = ViT blocks of `vision_width` on `patch_size`
+    patches; `vision_head_width` channels per attention head; a text transformer; class names."""
+
+    name: str
+    embed_dim: int
+    image_size: int
+    vision_layers: int | list[int]
+    vision_width: int
+    vision_head_width: int
+    patch_size: int
+    text_width: int
+    text_heads: int
+    text_layers: int
+    class_names: list[str]
+
+    def __post_init__(self):
+        checks.positive(self, "embed_dim", "image_size", "vision_width", "vision_head_width", "patch_size",
+                        "text_width", "text_heads", "text_layers")
+        if self.text_width % self.text_heads:
+            raise DiffsecError(f"text_width {self.text_width} is not a multiple of text_heads {self.text_heads}")
+        layers, resnet = self.vision_layers, isinstance(self.vision_layers, list)
+        if not (len(layers) == 4 and all(_count(n) for n in layers) if resnet else _count(layers)):
+            raise DiffsecError(f"vision_layers must be 4 positive ints (ResNet) or one (ViT), got {layers}")
+        side = 32 if resnet else self.patch_size  # ModifiedResNet downsamples 32x
+        if self.image_size % side:
+            raise DiffsecError(f"image side {self.image_size} is not divisible by {side} "
+                               f"({'the ResNet tower' if resnet else 'patch_size'})")
+        if (self.vision_width * 32 if resnet else self.vision_width) % self.vision_head_width:
+            raise DiffsecError(f"vision_head_width {self.vision_head_width} does not divide the attention width "
+                               f"({'32 x ' if resnet else ''}vision_width)")
+
+    def as_dict(self) -> dict:
+        """The config.json `build` and `load` read."""
+        vision = {"image_size": self.image_size, "layers": self.vision_layers, "width": self.vision_width,
+                  "head_width": self.vision_head_width}
+        if not isinstance(self.vision_layers, list):
+            vision["patch_size"] = self.patch_size
+        return {"name": self.name, "embed_dim": self.embed_dim, "vision": vision,
+                "text": {"width": self.text_width, "heads": self.text_heads, "layers": self.text_layers},
+                "mean": list(MEAN), "std": list(STD), "class_names": list(self.class_names)}
 
 
-def config(**overrides) -> dict:
-    """DEFAULT with top-level keys and the `vision`/`text` sub-dicts updated."""
-    cfg = copy.deepcopy(DEFAULT)
-    for k, v in overrides.items():
-        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
-    return cfg
+def _count(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n > 0
 
 
 def build(cfg: dict):

@@ -16,7 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from diffsec import resume
 from diffsec.errors import DiffsecError
+from diffsec.models.classifier_fit import FitConfig
 
 MEAN, STD = 0.1307, 0.3081  # MNIST pixel statistics on [0, 1]
 LUMA = (0.299, 0.587, 0.114)
@@ -71,23 +73,21 @@ def predict(model: MnistNet, images: np.ndarray, batch_size: int = 512) -> np.nd
     return model.predict(images, batch_size)
 
 
-def train(model: MnistNet, images: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int,
-          lr: float, seed: int, heldout: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict]:
-    """Adam with a cosine schedule; returns one curve row per step (held-out accuracy per epoch).
-
-    Under a minute on CPU, so it does not checkpoint: a killed run simply starts again.
-    """
+def train(model: MnistNet, images: np.ndarray, labels: np.ndarray, cfg: FitConfig,
+          heldout: tuple[np.ndarray, np.ndarray] | None = None, ckpt: resume.Checkpoint | None = None) -> list[dict]:
+    """Adam with a one-cycle schedule; returns one curve row per step (held-out accuracy per
+    epoch). Resumes from `ckpt`, checkpointed at epoch ends."""
     from diffsec.models.classifier_fit import fit
 
     device = next(model.parameters()).device
     x_all = preprocess(images, device)  # small enough to hold preprocessed
     y_all = torch.as_tensor(labels, dtype=torch.long, device=device)
-    gen = torch.Generator().manual_seed(seed)  # batch order independent of other RNG use
-    steps = epochs * -(-len(x_all) // batch_size)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    return fit(model, lambda idx: x_all[idx.to(device)], y_all, opt, sched, epochs, batch_size, gen,
-               "mnist classifier", heldout)
+    gen = torch.Generator().manual_seed(cfg.seed)  # batch order independent of other RNG use
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.total_steps(len(x_all)),
+                                                pct_start=0.15)
+    return fit(model, lambda idx: x_all[idx.to(device)], y_all, opt, sched, cfg, gen, "mnist classifier", heldout,
+               ckpt)
 
 
 def save_mnist_classifier(model: MnistNet, directory: str | os.PathLike, **extra) -> None:
@@ -115,3 +115,12 @@ def load_mnist_classifier(directory: str | os.PathLike, device: str | torch.devi
     model = MnistNet(config["num_classes"], config.get("width", 32))
     model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
     return model.to(device).eval()
+
+
+def write_classifier(model: MnistNet, curve: list[dict], heldout: tuple[np.ndarray, np.ndarray], n_train: int,
+                     directory: str | os.PathLike) -> dict:
+    """model.safetensors + config.json, curve.csv/png and eval.json (held-out accuracy, confusion)."""
+    from diffsec.models.classifier_fit import write_report
+
+    return write_report(model, curve, heldout, n_train, directory, save_mnist_classifier, "heldout",
+                        "MNIST digit classifier")

@@ -176,13 +176,40 @@ def save_classifier(model: ResNetCifar, directory: str | os.PathLike, **extra) -
 
 
 def load_classifier(directory: str | os.PathLike) -> ResNetCifar:
-    """Load a classifier saved by `save_classifier` (e.g. the classifier-resnet artifact)."""
+    """Load a classifier saved by `save_classifier` (e.g. the classifier-resnet artifact); anything
+    else is one DiffsecError."""
     from safetensors.torch import load_file
 
     d = Path(directory)
     if not (d / "config.json").is_file() or not (d / "model.safetensors").is_file():
         raise DiffsecError(f"{d} is not a saved classifier (needs config.json and model.safetensors)")
-    config = json.loads((d / "config.json").read_text())
-    model = ResNetCifar(config["arch"], config["num_classes"])
-    model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+    try:
+        config = json.loads((d / "config.json").read_text())
+        model = ResNetCifar(config["arch"], config["num_classes"])
+        model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+    except Exception as e:  # noqa: BLE001 - bad json, missing keys, wrong shapes, a torn safetensors file
+        why = " ".join(str(e).split())
+        raise DiffsecError(f"{d}: cannot load the CIFAR ResNet classifier ({type(e).__name__}: {why})") from None
     return model.eval()
+
+
+def write_evaluation(model: ResNetCifar, images: np.ndarray, labels: np.ndarray, batch_size: int, device,
+                     directory: str | os.PathLike, reported_top1) -> dict:
+    """eval.json (accuracy, per-class accuracy, n) and confusion.png of `model` on a labelled set."""
+    from sklearn.metrics import confusion_matrix
+
+    from diffsec.metrics.classify import accuracy, confusion_png, per_class_accuracy
+
+    k = model.num_classes
+    names = list(CIFAR10_CLASSES) if k == 10 else [str(c) for c in range(k)]
+    pred = predict_logits(model, images, batch_size, device, progress=True).argmax(1)
+    acc = accuracy(pred, labels)
+    report = {"accuracy": acc, "n": int(len(labels)),
+              "per_class": {n: (None if np.isnan(a) else float(a))
+                            for n, a in zip(names, per_class_accuracy(pred, labels, k), strict=True)},
+              "arch": model.arch, "reported_top1": reported_top1}
+    d = Path(directory)
+    (d / "eval.json").write_text(json.dumps(report, indent=2))
+    confusion_png(d / "confusion.png", confusion_matrix(labels, pred, labels=range(k)), names,
+                  f"{model.arch}: accuracy {acc:.4f} (n={len(labels)})")
+    return report

@@ -114,6 +114,23 @@ def save_pipeline(pipe, out: str | os.PathLike) -> Path:
     return Path(out)
 
 
+def load_vae(model: str | os.PathLike, device="cpu", flag: str = "--vae-roundtrip"):
+    """The VAE alone of an SD-shaped pipeline (a pipeline directory or an artifact holding one under
+    `pipeline/`), in eval mode; a directory without one is a DiffsecError naming `flag`."""
+    from diffusers import AutoencoderKL
+
+    from diffsec.errors import DiffsecError
+    from diffsec.models.pipelines import resolve_pipeline
+
+    where = resolve_pipeline(str(model), flag)
+    try:
+        vae = AutoencoderKL.from_pretrained(where, subfolder="vae")
+    except Exception as e:  # noqa: BLE001 - diffusers raises many types for a bad directory
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DiffsecError(f"{flag} {model}: cannot load the pipeline's VAE ({why})") from None
+    return vae.to(device).eval()
+
+
 def vae_roundtrip(vae, images: np.ndarray, batch: int = 100) -> np.ndarray:
     """uint8 NHWC images -> encode (posterior mode) -> decode -> uint8: what the latent space can
     represent at all, an upper bound on the detail any sample of the world can carry."""
@@ -154,32 +171,3 @@ def sample_classes(pipe, class_names, per_class: int, guidance: float, steps: in
                    output_type="np")
         images.append((out.images * 255).round().clip(0, 255).astype(np.uint8))
     return np.concatenate(images), labels, prompts
-
-
-def write_curves(curves: dict[str, list[float]], csv_path, png_path) -> None:
-    """Per-step losses of each stage as long CSV (phase, step, loss) and a two-panel plot."""
-    import csv
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(csv_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["phase", "step", "loss"])
-        for phase, losses in curves.items():
-            w.writerows((phase, i, f"{v:.6g}") for i, v in enumerate(losses))
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.2), squeeze=False)
-    for ax, (phase, losses) in zip(axes[0], curves.items()):
-        ax.set_title(f"{phase} loss"), ax.set_xlabel("step")
-        if not losses:
-            ax.text(0.5, 0.5, "not trained here (pretrained)", ha="center", transform=ax.transAxes)
-            continue
-        y = np.asarray(losses)
-        k = max(1, len(y) // 50)  # a moving average shows the trend under the minibatch noise
-        ax.plot(y, alpha=0.3, lw=0.5)
-        ax.plot(np.arange(k - 1, len(y)), np.convolve(y, np.ones(k) / k, "valid"))
-        if (y > 0).all():
-            ax.set_yscale("log")
-    fig.tight_layout(), fig.savefig(png_path, dpi=110), plt.close(fig)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 
-@lru_cache(maxsize=None)
+@cache
 def paper_values(name: str) -> dict[tuple[str, str, str, str], float]:
     """{(table, row, column, metric): value} from `<name>.csv` in this package, transcribed from
     the paper's tables (its `source` column names the table)."""

@@ -8,6 +8,10 @@ NovelConcepts10 numbers for the ablations (Tables 6-14); we run the 10 DreamBoot
 
 from __future__ import annotations
 
+from diffsec.errors import DiffsecError
+from diffsec.paper import paper_values
+from diffsec.tables import Cell
+
 ROWS = {"Clean": "clean", "ADM+": "adm+", "ADM-": "adm-", "SDS+": "sds+", "SDS-": "sds-",
         "EA": "ea", "DA": "da"}
 POISON_AVG = "Psn Avg"  # mean over the six poison rows (not Clean)
@@ -45,3 +49,43 @@ def defenses_of(table: str) -> list[str]:
 
 def sets_of(table: str) -> list[str]:
     return [ROWS[r] for r in TABLES[table]["rows"]]
+
+
+def table_cells(table: str, by_defense: dict[str, dict], profile: str, seed: int) -> list[Cell]:
+    """The cells of one SZT table from eval-ti measurements ({defense label: metrics.json}).
+
+    Cell (row, column, metric) is the column's defense's value on the row's training set (its
+    mean over concepts, `per_set`); where a table has all six poison rows, `Psn Avg` is the
+    plain mean of those six values (and counts their generated images together)."""
+    shape, paper = TABLES[table], paper_values("szt")
+    cells = []
+    for column, defense in shape["columns"].items():
+        if defense not in by_defense:
+            raise DiffsecError(f"table {table}: no eval-ti artifact for defense {defense!r} "
+                               f"(column {column}); got {sorted(by_defense)}")
+        cells += _column_cells(table, column, defense, by_defense[defense], paper, profile, seed)
+    return cells
+
+
+def _column_cells(table, column, defense, m, paper, profile, seed) -> list[Cell]:
+    import numpy as np
+
+    def cell(row, metric, value, n):
+        return Cell(table=table, row=row, column=column, metric=metric, backbone=m["backbones"][metric],
+                    value=value, paper_value=paper.get((table, row, column, metric), ""), profile=profile,
+                    n_samples=n, seed=seed)
+
+    cells = []
+    for metric in METRICS:
+        poisons = []
+        for row in TABLES[table]["rows"]:
+            per = m["per_set"].get(ROWS[row])
+            if per is None:
+                raise DiffsecError(f"defense {defense!r} has no runs on set {ROWS[row]!r}")
+            if row != "Clean":
+                poisons.append(per)
+            cells.append(cell(row, metric, per[metric], per["n_generated"]))
+        if len(poisons) == 6:  # the paper averages the six poisons
+            cells.append(cell(POISON_AVG, metric, float(np.mean([p[metric] for p in poisons])),
+                              sum(p["n_generated"] for p in poisons)))
+    return cells

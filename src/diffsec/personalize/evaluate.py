@@ -14,6 +14,7 @@ samples drift away from the real object. Per run:
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -25,10 +26,32 @@ from diffsec.personalize.generate import format_prompt
 METRICS = ("dino", "fid", "clip_score")
 
 
+def load_inputs(runs_file: Path, generated_file: Path, clean_file: Path) -> tuple[list[dict], dict, dict]:
+    """(train-ti runs.json entries, generate-ti arrays, clean concept set), each checked."""
+    import json
+
+    from diffsec.imageset import load_images, load_imageset
+
+    for f in (runs_file, generated_file, clean_file):
+        if not Path(f).is_file():
+            raise DiffsecError(f"{f} is missing: is it a finished artifact?")
+    try:
+        runs = json.loads(Path(runs_file).read_text())
+    except json.JSONDecodeError:
+        runs = None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and {"name", "indices"} <= set(r) for r in runs):
+        raise DiffsecError(f"{runs_file}: not a train-ti runs.json (a JSON list of runs)")
+    generated, clean = load_imageset(generated_file), load_images(clean_file, "clean set")
+    missing = {"images", "run", "template", "class_name"} - set(generated)
+    if missing:
+        raise DiffsecError(f"{generated_file}: no arrays {sorted(missing)} (not a generate-ti output?)")
+    return runs, generated, clean
+
+
 def clip_texts(templates: list[str], template_index: np.ndarray, class_names: np.ndarray) -> list[str]:
     """The caption CLIP sees for each image: its prompt with the class noun in the token's place."""
     out = []
-    for j, cls in zip(template_index, class_names):
+    for j, cls in zip(template_index, class_names, strict=True):
         t = templates[int(j)]
         out.append(format_prompt(t, "", cls) if "{1}" in t else format_prompt(t, cls, ""))
     return out
@@ -44,7 +67,7 @@ def evaluate_runs(generated: dict, runs: list[dict], clean: dict, templates: lis
         by_run[r].append(i)
     texts = clip_texts(templates, generated["template"], generated["class_name"].astype(str))
     uniq = sorted(set(texts))
-    text_feats = dict(zip(uniq, clip_backbone.text_features(uniq)))
+    text_feats = dict(zip(uniq, clip_backbone.text_features(uniq), strict=True))
     out = {}
     for run in runs:
         name = run["name"]

@@ -2,7 +2,9 @@
 
 All runs' tokens are loaded into the base pipeline at once and prompts of different runs share
 a sampling batch. Each run's initial noise comes from its own generator (seeded from the seed and
-the run name) in (prompt, image) order, so a run's images do not depend on the other runs.
+the run name) in (prompt, image) order, so a run's images do not depend on the other runs, and
+a batch's images depend only on its latents: a run resumed at batch c after a kill ends with the
+bytes of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ import json
 import os
 import re
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from diffsec.errors import DiffsecError
 from diffsec.personalize.tokens import install_tokens
+from diffsec.resume import Checkpoint, disabled
+
+SAMPLERS = ("dpm", "ddim")
 
 
 def load_templates(path: str | os.PathLike) -> list[str]:
@@ -66,51 +71,99 @@ def _scheduler(pipe, kind: str):
     raise DiffsecError(f"unknown sampler {kind!r} (dpm | ddim)")
 
 
+@dataclass(frozen=True)
+class GenerateConfig:
+    """How each learned token is sampled (paper: 5 images per prompt). The stage's flags hold the defaults."""
+
+    per_prompt: int    # images per template and run
+    steps: int         # sampler steps
+    guidance: float    # classifier-free guidance scale
+    sampler: str       # dpm (DPM-Solver++ multistep) | ddim
+    batch: int         # images per pipeline call (memory only; the batches are the resume unit)
+    with_class: bool   # format templates with the class noun ({1}) or the token alone
+
+    def __post_init__(self):
+        if min(int(self.per_prompt), int(self.steps), int(self.batch)) < 1:
+            raise DiffsecError(f"generation: per-prompt images, steps and batch must be >= 1 (got "
+                               f"{self.per_prompt}, {self.steps}, {self.batch})")
+        if self.sampler not in SAMPLERS:
+            raise DiffsecError(f"unknown sampler {self.sampler!r} ({' | '.join(SAMPLERS)})")
+
+
+def _part(ckpt: Checkpoint, c: int) -> Path:
+    return ckpt.path / f"part-{c:05d}.pt"
+
+
+def _finished(ckpt: Checkpoint) -> list[np.ndarray]:
+    """The batches an earlier attempt of this very run finished (none after a fresh start)."""
+    state = ckpt.load()
+    return [] if state is None else [torch.load(_part(ckpt, c), weights_only=True).numpy()
+                                     for c in range(int(state["parts"]))]
+
+
+def _keep(ckpt: Checkpoint, c: int, images: np.ndarray, n_batches: int) -> None:
+    """Batch c's images go into the checkpoint directory once (a part each, so the state stays
+    small and no batch is rewritten), then the state counts it."""
+    if not ckpt.due(c + 1, n_batches):
+        return
+    ckpt.path.mkdir(parents=True, exist_ok=True)
+    tmp = _part(ckpt, c).with_suffix(".tmp")
+    torch.save(torch.from_numpy(images), tmp)
+    os.replace(tmp, _part(ckpt, c))
+    ckpt.save({"parts": c + 1}, c + 1)
+
+
 @torch.no_grad()
 def generate_ti(pipe, embeddings: dict[str, torch.Tensor], meta: dict[str, dict], templates: list[str],
-                per_prompt: int = 5, steps: int = 25, guidance: float = 7.5, seed: int = 0,
-                batch: int = 16, sampler: str = "dpm", with_class: bool = True, size: int | None = None,
-                parts: str | os.PathLike | None = None,
-                on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """`per_prompt` images per template for every run in `embeddings` (meta: run -> token, class).
+                cfg: GenerateConfig, seed: int, ckpt: Checkpoint | None = None,
+                size: int | None = None) -> dict[str, np.ndarray]:
+    """`cfg.per_prompt` images per template for every run in `embeddings` (meta: run -> token, class).
 
-    Returns aligned arrays: images (uint8 NHWC), run, prompt, template (index), in run, template,
-    image order. `parts`: a directory where finished batches are kept, so a killed job resumes
-    (the caller removes it when done and keys it to the settings).
+    Returns aligned arrays: images (uint8 NHWC), run, prompt, template (index), class_name, in
+    run, template, image order. `ckpt`: the stage's keyed checkpoint; every finished batch is kept
+    in it, so a killed job resumes at the next batch.
     """
+    from tqdm import tqdm
+
+    ckpt = ckpt or disabled()
     names = list(embeddings)
     tokens = [meta[n]["token"] for n in names]
-    install_tokens(pipe.text_encoder, pipe.tokenizer, tokens,
-                   torch.stack([embeddings[n].float() for n in names]))
-    pipe.scheduler = _scheduler(pipe, sampler)
+    install_tokens(pipe.text_encoder, pipe.tokenizer, tokens, torch.stack([embeddings[n].float() for n in names]))
+    pipe.scheduler = _scheduler(pipe, cfg.sampler)
     size = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
     lat = size // pipe.vae_scale_factor
-    n_img = len(templates) * per_prompt
+    n_img = len(templates) * cfg.per_prompt
     latents = torch.stack([torch.randn((n_img, pipe.unet.config.in_channels, lat, lat),
                                        generator=_run_generator(seed, n)) for n in names])
-    jobs = [(r, j, i) for r in range(len(names)) for j in range(len(templates)) for i in range(per_prompt)]
-    prompts = [format_prompt(templates[j], tokens[r], meta[names[r]]["class"], with_class)
-               for r, j, _ in jobs]
-    parts = Path(parts) if parts else None
-    if parts:
-        parts.mkdir(parents=True, exist_ok=True)
-    out = []
-    for c, s in enumerate(range(0, len(jobs), batch)):
-        part = parts / f"part-{c:05d}.npy" if parts else None
-        if part is not None and part.is_file():
-            out.append(np.load(part, allow_pickle=False))
-        else:
-            chunk = jobs[s:s + batch]
-            lat_b = torch.stack([latents[r, j * per_prompt + i] for r, j, i in chunk])
-            res = pipe(prompt=prompts[s:s + batch], num_inference_steps=steps, guidance_scale=guidance,
-                       latents=lat_b.to(pipe.device, pipe.unet.dtype), height=size, width=size,
-                       output_type="np")
-            out.append((res.images * 255).round().clip(0, 255).astype(np.uint8))
-            if part is not None:
-                tmp = part.with_suffix(".tmp.npy")
-                np.save(tmp, out[-1])
-                os.replace(tmp, part)
-        if on_batch is not None:
-            on_batch(len(out[-1]))
-    return {"images": np.concatenate(out), "run": np.array([names[r] for r, _, _ in jobs]),
-            "prompt": np.array(prompts), "template": np.array([j for _, j, _ in jobs])}
+    jobs = [(r, j, i) for r in range(len(names)) for j in range(len(templates)) for i in range(cfg.per_prompt)]
+    prompts = [format_prompt(templates[j], tokens[r], meta[names[r]]["class"], cfg.with_class) for r, j, _ in jobs]
+    starts = range(0, len(jobs), cfg.batch)
+    out = _finished(ckpt)
+    bar = tqdm(total=len(jobs), initial=sum(map(len, out)), desc=f"generate ({len(names)} runs)", unit=" img")
+    for c, s in list(enumerate(starts))[len(out):]:
+        lat_b = torch.stack([latents[r, j * cfg.per_prompt + i] for r, j, i in jobs[s:s + cfg.batch]])
+        res = pipe(prompt=prompts[s:s + cfg.batch], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
+                   latents=lat_b.to(pipe.device, pipe.unet.dtype), height=size, width=size, output_type="np")
+        out.append((res.images * 255).round().clip(0, 255).astype(np.uint8))
+        _keep(ckpt, c, out[-1], len(starts))
+        bar.update(len(out[-1]))
+    bar.close()
+    run = np.array([names[r] for r, _, _ in jobs])
+    return {"images": np.concatenate(out), "run": run, "prompt": np.array(prompts),
+            "template": np.array([j for _, j, _ in jobs]), "class_name": np.array([meta[r]["class"] for r in run])}
+
+
+def grid_rows(out: dict[str, np.ndarray], runs: list[str], k: int) -> list[int]:
+    """One row per run: the index of its first image for each of the first k templates."""
+    return [int(np.flatnonzero((out["run"] == r) & (out["template"] == j))[0]) for r in runs for j in range(k)]
+
+
+def first_images(path: str | os.PathLike, run: str, n: int) -> np.ndarray:
+    """The first n images generate-ti made for `run` (its images.npz at `path`)."""
+    from diffsec.imageset import load_imageset
+
+    data = load_imageset(path)
+    idx = np.flatnonzero(data["run"].astype(str) == run)[:n] if "run" in data else []
+    if len(idx) < n:
+        raise DiffsecError(f"{path}: only {len(idx)} images of run {run!r} (need {n})")
+    return data["images"][idx]

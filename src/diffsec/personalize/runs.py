@@ -35,6 +35,8 @@ from diffsec.errors import DiffsecError
 
 FIELDS = {"name", "images", "concept", "indices", "class", "sampler", "objective", "dilation",
           "seed", "norm", "masks_from", "flip_p", "token", "tags"}
+# The spec's defaults (the one place they are written; TIRun itself takes every setting).
+SPEC_DEFAULTS = {"sampler": "uniform", "objective": "nominal", "dilation": 0, "norm": "all", "flip_p": 0.5}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
 
@@ -45,14 +47,14 @@ class TIRun:
     name: str
     images: np.ndarray  # uint8 N x H x W x 3
     class_noun: str
-    masks: np.ndarray | None = None  # N x H x W, 1 = concept (needed unless objective nominal)
-    sampler: str = "uniform"
-    objective: str = "nominal"
-    dilation: int = 0
-    seed: int = 0
-    norm: str = "all"
-    flip_p: float = 0.5
-    token: str = ""
+    masks: np.ndarray | None  # N x H x W, 1 = concept (needed unless objective nominal)
+    sampler: str
+    objective: str
+    dilation: int
+    seed: int
+    norm: str
+    flip_p: float
+    token: str = ""  # default "<name>"
     tags: dict = field(default_factory=dict)  # labels for the evaluation (concept, set), untouched
     source: dict = field(default_factory=dict)  # where the data came from, for the manifest
 
@@ -158,12 +160,12 @@ def parse_runs(specs, default_seed: int = 0) -> tuple[list[TIRun], dict[str, str
             if len(names) != 1:
                 raise DiffsecError(f"{where}: give 'class' (the rows have class names {names})")
             noun = names[0]
+        opt = {**SPEC_DEFAULTS, **spec}
         try:
             run = TIRun(name=name, images=data["images"][idx], class_noun=str(noun), masks=masks,
-                        sampler=str(spec.get("sampler", "uniform")),
-                        objective=str(spec.get("objective", "nominal")),
-                        dilation=int(spec.get("dilation", 0)), seed=int(spec.get("seed", default_seed)),
-                        norm=str(spec.get("norm", "all")), flip_p=float(spec.get("flip_p", 0.5)),
+                        sampler=str(opt["sampler"]), objective=str(opt["objective"]),
+                        dilation=int(opt["dilation"]), seed=int(spec.get("seed", default_seed)),
+                        norm=str(opt["norm"]), flip_p=float(opt["flip_p"]),
                         token=str(spec.get("token", "")), tags=dict(spec.get("tags", {})),
                         source={"images": os.fspath(spec["images"]), "indices": idx.tolist(),
                                 **({"masks_from": os.fspath(spec["masks_from"])}
@@ -209,3 +211,17 @@ def grid_specs(sets: dict[str, str], concepts: list[str], masks_from: str | None
                 spec["masks_from"] = masks_from
             specs.append(spec)
     return specs
+
+
+def grid_runs(sets: dict[str, str], concepts: list[str], masks_from: str | None, seed: int,
+              **settings) -> tuple[list[TIRun], dict[str, str]]:
+    """The validated runs of `grid_specs` (no `concepts`: every concept of the first set, in order)."""
+    from diffsec.imageset import load_imageset
+
+    if not concepts:
+        first = next(iter(sets.values()))
+        data = load_imageset(first)
+        if "concept" not in data:
+            raise DiffsecError(f"{first} has no 'concept' array to take the concepts from; name them")
+        concepts = list(dict.fromkeys(np.asarray(data["concept"]).astype(str)))
+    return parse_runs(grid_specs(sets, concepts, masks_from, **settings), seed)

@@ -13,7 +13,7 @@ is over the replacement only.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -155,3 +155,47 @@ def sensitivity_figure(path: str | os.PathLike, pipe, images: dict[str, np.ndarr
             rows.append((f"{i_label}\n{e_label}", image, maps))
     ssm_figure(path, rows, list(timesteps), f"SSM of {token!r} in {prompt!r} ({draws} draws)")
     return out
+
+
+def pick_images(sets: dict[str, str | os.PathLike | None], index: int, concept: str | None) -> dict[str, np.ndarray]:
+    """One image (uint8 HWC) of each set given (label -> image-set path; None is left out): row
+    `index`, or the first row of `concept` in the first set (every set keeps the same rows)."""
+    from diffsec.imageset import load_images
+
+    loaded = {k: (p, load_images(p, f"{k} image set")) for k, p in sets.items() if p is not None}
+    path, first = next(iter(loaded.values()))
+    if concept is not None:
+        names = first.get("concept")
+        rows = np.flatnonzero(names.astype(str) == concept) if names is not None else []
+        if not len(rows):
+            raise DiffsecError(f"concept {concept!r}: no such rows in {path}")
+        index = int(rows[0])
+    out = {}
+    for label, (p, data) in loaded.items():
+        if not 0 <= index < len(data["images"]):
+            raise DiffsecError(f"{p}: no image row {index}")
+        out[label] = data["images"][index]
+    return out
+
+
+def run_embeddings(path: str | os.PathLike, run: str) -> tuple[str, dict[str, torch.Tensor]]:
+    """(token, {"before TI": class-noun init, "after TI": learned}) of `run` in a train-ti artifact
+    (or its embeddings file, which holds no init)."""
+    from pathlib import Path
+
+    from diffsec.personalize.tokens import load_embeddings
+
+    after, meta = load_embeddings(path)
+    if run not in after:
+        raise DiffsecError(f"run {run!r} is not in {path} ({sorted(after)})")
+    init = Path(path) / "init.safetensors"
+    before = load_embeddings(init)[0] if init.is_file() else {}
+    return meta[run]["token"], {**({"before TI": before[run]} if run in before else {}), "after TI": after[run]}
+
+
+def maps_arrays(maps: dict[tuple[str, str], torch.Tensor], timesteps: Sequence[int]) -> dict[str, np.ndarray]:
+    """`sensitivity_figure`'s maps as arrays: maps is images x embeddings x timesteps x h x w."""
+    images = list(dict.fromkeys(i for i, _ in maps))
+    embeddings = list(dict.fromkeys(e for _, e in maps))
+    return {"timesteps": np.array(timesteps), "images": np.array(images), "embeddings": np.array(embeddings),
+            "maps": np.stack([np.stack([maps[(i, e)].numpy() for e in embeddings]) for i in images])}

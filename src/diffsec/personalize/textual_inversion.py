@@ -17,10 +17,8 @@ from it, which is what encoding the image at every step would give, at no VAE co
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,6 +27,7 @@ from diffsec.errors import DiffsecError
 from diffsec.personalize.optim import RowAdamW
 from diffsec.personalize.runs import TIRun
 from diffsec.personalize.tokens import install_tokens, token_vector
+from diffsec.resume import Checkpoint, disabled
 
 # The object templates of the diffusers textual_inversion example ("imagenet_templates_small").
 OBJECT_TEMPLATES = (
@@ -43,19 +42,27 @@ OBJECT_TEMPLATES = (
 )
 
 
-@dataclass
-class TIConfig:
-    steps: int = 5000
-    lr: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 1e-2
-    templates: tuple[str, ...] = OBJECT_TEMPLATES
-    encode_batch: int = 16  # images per VAE call when caching posteriors
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # the diffusers example's AdamW
+ENCODE_BATCH = 16  # images per VAE call when caching posteriors (memory only)
 
-    def key(self) -> dict:  # what a checkpoint must agree on (steps may grow between attempts)
-        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
-                "weight_decay": self.weight_decay, "templates": list(self.templates)}
+
+@dataclass(frozen=True)
+class TIConfig:
+    """What every run's optimisation shares (paper: 5000 steps, 2500 on CustomConcept101, lr 5e-4;
+    the diffusers example: weight decay 1e-2). The stage's flags hold the defaults."""
+
+    steps: int
+    lr: float
+    weight_decay: float
+
+    def __post_init__(self):
+        if int(self.steps) < 1 or not self.lr > 0 or not self.weight_decay >= 0:
+            raise DiffsecError(f"textual inversion: need steps >= 1, lr > 0 and weight decay >= 0 (got "
+                               f"steps {self.steps}, lr {self.lr:g}, weight decay {self.weight_decay:g})")
+
+    def describe(self) -> dict:
+        return {"kind": "AdamW, per run", "lr": self.lr, "betas": list(ADAM_BETAS), "eps": ADAM_EPS,
+                "weight_decay": self.weight_decay, "schedule": "constant"}
 
 
 class _Record:
@@ -87,10 +94,10 @@ class BatchedTextualInversion:
             r.check(T)
         self.init = torch.stack([token_vector(self.text, self.tokenizer, r.class_noun) for r in runs])
         self.table = install_tokens(self.text, self.tokenizer, [r.token for r in runs], self.init)
-        self.opt = RowAdamW(self.table.extra, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)
+        self.opt = RowAdamW(self.table.extra, cfg.lr, ADAM_BETAS, ADAM_EPS, cfg.weight_decay)
         self.samplers = [make_sampler(r.sampler, T) for r in runs]
         self.gens = [torch.Generator().manual_seed(int(r.seed)) for r in runs]
-        self.prompt_ids = [self._tokenize([t.format(r.token) for t in cfg.templates]) for r in runs]
+        self.prompt_ids = [self._tokenize([t.format(r.token) for t in OBJECT_TEMPLATES]) for r in runs]
         self.scaling = float(self.vae.config.scaling_factor)
         self.data = [self._prepare(r) for r in runs]
         self.step_count = 0
@@ -115,8 +122,8 @@ class BatchedTextualInversion:
         # IM/LIM encode the masked image E(x * M_x); the rest encode the image itself.
         enc = (x * m if run.objective in ("im", "lim") else x).flatten(0, 1)
         means, stds = [], []
-        for i in range(0, len(enc), self.cfg.encode_batch):
-            post = self.vae.encode(enc[i:i + self.cfg.encode_batch].to(self.device, self.vae.dtype)).latent_dist
+        for i in range(0, len(enc), ENCODE_BATCH):
+            post = self.vae.encode(enc[i:i + ENCODE_BATCH].to(self.device, self.vae.dtype)).latent_dist
             means.append(post.mean.float()), stds.append(post.std.float())
         shape = (len(run.images), 2, *means[0].shape[1:])
         return {"x": x, "m": None if m is None else m.to(self.device),
@@ -127,7 +134,7 @@ class BatchedTextualInversion:
         run, g, d = self.runs[k], self.gens[k], self.data[k]
         i = int(torch.randint(len(run.images), (1,), generator=g))
         f = int(torch.rand(1, generator=g) < run.flip_p)  # paired_hflip's rule, image and mask alike
-        tpl = int(torch.randint(len(self.cfg.templates), (1,), generator=g))
+        tpl = int(torch.randint(len(OBJECT_TEMPLATES), (1,), generator=g))
         t = self.samplers[k].sample(1, g)
         shape = d["mean"].shape[2:]
         post, noise = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
@@ -158,7 +165,7 @@ class BatchedTextualInversion:
         # Pass 1: each run's objective builds its UNet input (z_t, masked or not) ...
         recs = [_Record() for _ in draws]
         with torch.no_grad():
-            for k, (dr, rec) in enumerate(zip(draws, recs)):
+            for k, (dr, rec) in enumerate(zip(draws, recs, strict=True)):
                 self._loss(k, dr, rec)
         # ... one UNet call for all runs ...
         pred = self.unet(torch.cat([r.zt for r in recs]).to(self.unet.dtype),
@@ -177,7 +184,7 @@ class BatchedTextualInversion:
         return out
 
     def embeddings(self) -> dict[str, torch.Tensor]:
-        return {r.name: v for r, v in zip(self.runs, self.table.extra.detach().cpu().clone())}
+        return {r.name: v for r, v in zip(self.runs, self.table.extra.detach().cpu().clone(), strict=True)}
 
     def state_dict(self) -> dict:
         return {"step": self.step_count, "names": [r.name for r in self.runs],
@@ -191,85 +198,61 @@ class BatchedTextualInversion:
         with torch.no_grad():
             self.table.extra.copy_(state["extra"])
         self.opt.load_state_dict(state["opt"])
-        for g, s in zip(self.gens, state["gens"]):
+        for g, s in zip(self.gens, state["gens"], strict=True):
             g.set_state(s)
         self.step_count = int(state["step"])
         self.losses = [row.tolist() for row in state["losses"]]
 
 
-def run_key(runs: list[TIRun], cfg: TIConfig, extra: str = "") -> str:
-    """What must match for a checkpoint to be resumed: runs, their pixels and masks, optimizer."""
-    h = hashlib.sha256(json.dumps([[r.describe() for r in runs], cfg.key(), extra],
-                                  sort_keys=True, default=str).encode())
-    for r in runs:
-        h.update(r.images.tobytes())
-        if r.masks is not None:
-            h.update(np.ascontiguousarray(r.masks, dtype=bool).tobytes())
-    return h.hexdigest()
-
-
 @dataclass
 class TIResult:
-    embeddings: dict[str, torch.Tensor]
-    init: dict[str, torch.Tensor]
-    losses: np.ndarray  # R x steps
-    resumed_from: int = 0
-    meta: dict = field(default_factory=dict)
+    embeddings: dict[str, torch.Tensor]  # run -> learned vector
+    init: dict[str, torch.Tensor]        # run -> its class noun's embedding (the start)
+    losses: np.ndarray                   # R x steps
+    resumed_from: int                    # the step this attempt started from
+    meta: dict[str, dict]                # run -> {token, class}
+    seconds: float                       # training wall time of this attempt
+
+    def curves(self) -> dict[str, np.ndarray]:
+        return dict(zip(self.embeddings, self.losses, strict=True))
+
+    def summary(self) -> dict:
+        trained = len(self.losses) * (self.losses.shape[1] - self.resumed_from)
+        return {"n_runs": len(self.losses), "resumed_from": self.resumed_from, "train_seconds": round(self.seconds, 3),
+                "run_steps_per_second": round(trained / max(self.seconds, 1e-9), 3),
+                "loss_first_100": float(self.losses[:, :100].mean()),
+                "loss_last_100": float(self.losses[:, -100:].mean())}
 
 
-def train_textual_inversion(pipe, runs: list[TIRun], cfg: TIConfig, device="cpu", checkpoint=None,
-                            key: str = "", on_step: Callable[[int, np.ndarray], None] | None = None
-                            ) -> TIResult:
+def train_textual_inversion(pipe, runs: list[TIRun], cfg: TIConfig, device="cpu", ckpt: Checkpoint | None = None,
+                            on_step: Callable[[int, np.ndarray], None] | None = None) -> TIResult:
     """Train all `runs` together for cfg.steps steps.
 
-    checkpoint: a `diffsec.models.t2i_train.Checkpoint` (path, every): its state is loaded when its
-    key matches (same runs, data, optimizer settings and `key`) and saved every `every` steps.
-    on_step(step, losses) is called after each step (progress bars; tests simulate kills in it).
+    ckpt: the stage's keyed checkpoint (its key covers the runs' settings and data and `cfg`): an
+    earlier attempt's state is resumed, and the state is saved every `ckpt.every` steps.
+    on_step(step, losses) is called after each step.
     """
+    import time
+
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    ckpt = ckpt or disabled()
     trainer = BatchedTextualInversion(pipe, runs, cfg, device)
-    full_key = run_key(runs, cfg, key)
-    start = 0
-    state = checkpoint.load() if checkpoint is not None else None
-    if state is not None and state.get("key") == full_key and int(state["step"]) <= cfg.steps:
+    state = ckpt.load()
+    if state is not None:
         trainer.load_state_dict(state)
-        start = trainer.step_count
-    while trainer.step_count < cfg.steps:
-        losses = trainer.step()
-        if checkpoint is not None and checkpoint.due(trainer.step_count):
-            checkpoint.save({"key": full_key, **trainer.state_dict()})
-        if on_step is not None:
-            on_step(trainer.step_count, losses)
-    init = {r.name: v for r, v in zip(runs, trainer.init.cpu())}
+    start = trainer.step_count
+    with tqdm(total=cfg.steps, initial=start, desc=f"textual inversion ({len(runs)} runs)", unit=" step") as bar:
+        while trainer.step_count < cfg.steps:
+            losses = trainer.step()
+            if ckpt.due(trainer.step_count, cfg.steps):
+                ckpt.save(trainer.state_dict(), trainer.step_count)
+            bar.set_postfix(loss=f"{losses.mean():.4g}", refresh=False)
+            bar.update()
+            if on_step is not None:
+                on_step(trainer.step_count, losses)
+    init = {r.name: v for r, v in zip(runs, trainer.init.cpu(), strict=True)}
     meta = {r.name: {"token": r.token, "class": r.class_noun} for r in runs}
-    return TIResult(trainer.embeddings(), init, np.asarray(trainer.losses).reshape(len(runs), -1),
-                    start, meta)
-
-
-def write_loss_curves(losses: np.ndarray, names: list[str], csv_path, png_path) -> None:
-    """Long CSV (run, step, loss) and one small panel per run (raw and moving average)."""
-    import csv
-    import math
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(csv_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["run", "step", "loss"])
-        for name, row in zip(names, losses):
-            w.writerows((name, i + 1, f"{v:.6g}") for i, v in enumerate(row))
-    cols = math.ceil(math.sqrt(len(names)))
-    rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
-    for ax in axes.flat[len(names):]:
-        ax.axis("off")
-    for ax, name, y in zip(axes.flat, names, losses):
-        k = max(1, len(y) // 25)  # the trend under batch-1 noise
-        ax.plot(np.arange(1, len(y) + 1), y, alpha=0.3, lw=0.5)
-        if len(y) >= k:
-            ax.plot(np.arange(k, len(y) + 1), np.convolve(y, np.ones(k) / k, "valid"))
-        ax.set_title(name, fontsize=8), ax.tick_params(labelsize=6)
-    fig.supxlabel("step"), fig.supylabel("TI loss")
-    fig.tight_layout(), fig.savefig(png_path, dpi=100), plt.close(fig)
+    return TIResult(trainer.embeddings(), init, np.asarray(trainer.losses).reshape(len(runs), -1), start, meta,
+                    time.perf_counter() - t0)

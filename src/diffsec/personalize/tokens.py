@@ -71,7 +71,7 @@ def install_tokens(text_encoder, tokenizer, tokens: list[str], vectors: torch.Te
             raise DiffsecError(f"token {t!r} is already a word of the vocabulary; pick another")
     tokenizer.add_tokens([t for t in tokens if t not in tokenizer.get_added_vocab()])
     ids = tokenizer.convert_tokens_to_ids(tokens)
-    for t, i in zip(tokens, ids):
+    for t, i in zip(tokens, ids, strict=True):
         if tokenizer(t, add_special_tokens=False).input_ids != [i]:
             raise DiffsecError(f"token {t!r} does not tokenize to one id; avoid spaces in it")
     module = TokenEmbedding(base, ids, vectors, len(tokenizer))
@@ -82,16 +82,21 @@ def install_tokens(text_encoder, tokenizer, tokens: list[str], vectors: torch.Te
 
 
 def save_embeddings(path: str | os.PathLike, vectors: dict[str, torch.Tensor], meta: dict[str, dict]) -> Path:
-    """One safetensors file keyed by run name; `meta` (run -> token, class, ...) in its header."""
+    """One safetensors file keyed by run name; `meta` (run -> token, class, ...) in its header.
+
+    The header holds ONE metadata key: safetensors writes its metadata map in an arbitrary order,
+    so two keys would give the same embeddings two byte layouts (run to run)."""
     from safetensors.torch import save_file
 
     save_file({k: v.detach().float().cpu().contiguous() for k, v in vectors.items()}, str(path),
-              metadata={"runs": json.dumps(meta, sort_keys=True), "format": "diffsec-ti-1"})
+              metadata={"runs": json.dumps(meta, sort_keys=True)})
     return Path(path)
 
 
-def load_embeddings(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
-    """(run -> vector, run -> {token, class, ...}) from a file or a train-ti artifact directory."""
+def load_embeddings(path: str | os.PathLike, only: list[str] | None = None
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
+    """(run -> vector, run -> {token, class, ...}) from a file or a train-ti artifact directory;
+    `only`: just these runs, in this order (each must be there)."""
     from safetensors import safe_open
 
     p = Path(path)
@@ -108,4 +113,7 @@ def load_embeddings(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     missing = sorted(set(vectors) - set(meta))
     if missing:
         raise DiffsecError(f"{p}: no token/class metadata for runs {missing}")
-    return vectors, meta
+    absent = sorted(set(only or ()) - set(vectors))
+    if absent:
+        raise DiffsecError(f"{p}: no runs {absent} (it has {sorted(vectors)})")
+    return {k: vectors[k] for k in only or vectors}, meta

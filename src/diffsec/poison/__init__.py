@@ -8,7 +8,8 @@ diffusion attack: pull a short differentiable img2img chain's output toward a ta
 Pixel scale, stated once: a budget is given as (eps, step, scale) meaning eps/scale and step/scale
 in [0, 1] pixel units (the paper's kappa = 16/256, step 1/256). Images are uint8 on disk, [0, 1]
 floats inside the PGD loop, and [-1, 1] only where the VAE reads or writes them. Distances are
-reported in [0, 1] units and in uint8 levels (= [0, 1] units x 255).
+reported in [0, 1] units and in uint8 levels (= [0, 1] units x 255). `run.py` runs a method over an
+image set in batches that a killed run resumes from.
 """
 
 from diffsec.poison.budget import Budget, distances, quantize

@@ -7,15 +7,26 @@ read as value/scale in [0, 1] pixel units, and nothing else in the package divid
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from diffsec.errors import DiffsecError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
 class Budget:
-    eps: float = 16.0    # L-inf radius, in units of 1/scale of the [0, 1] pixel range
-    step: float = 1.0    # PGD step, same units
-    scale: float = 256.0  # the paper writes kappa = 16/256, step 1/256
+    eps: float    # L-inf radius, in units of 1/scale of the [0, 1] pixel range (paper: 16)
+    step: float   # PGD step, same units (paper: 1)
+    scale: float  # the paper writes kappa = 16/256, step 1/256
+
+    def __post_init__(self):
+        if not (self.scale > 0 and 0 < self.eps <= self.scale and self.step > 0):
+            raise DiffsecError(f"budget: need 0 < eps <= scale and step > 0 (got eps {self.eps:g}, "
+                               f"step {self.step:g}, scale {self.scale:g})")
 
     @property
     def eps01(self) -> float:
@@ -36,7 +47,7 @@ class Budget:
                 "eps_unit255": self.eps01 * 255, "max_change_unit255": self.max_levels}
 
 
-def quantize(x01: "torch.Tensor", clean: np.ndarray, budget: Budget) -> np.ndarray:  # noqa: F821
+def quantize(x01: torch.Tensor, clean: np.ndarray, budget: Budget) -> np.ndarray:
     """float NCHW in [0, 1] -> uint8 NHWC, rounded to nearest and held within the budget.
 
     Rounding alone keeps |adv - clean| <= eps*255 + 0.5 levels; the final clip only guards the

@@ -38,6 +38,19 @@ def loss_per_timestep(ldm: LatentDiffusion, sets: dict[str, np.ndarray], prompts
     return out
 
 
+def write_loss_per_timestep(csv_path, png_path, curves: dict[str, np.ndarray], timesteps: list[int],
+                            title: str = "") -> None:
+    """A CSV (timestep, one column per set) and one plot with a line per set."""
+    import csv
+
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestep", *curves])
+        for i, t in enumerate(timesteps):
+            w.writerow([t, *(f"{c[i]:.6g}" for c in curves.values())])
+    plot_loss_per_timestep(curves, timesteps, png_path, title)
+
+
 def plot_loss_per_timestep(curves: dict[str, np.ndarray], timesteps: list[int], path, title: str = "") -> None:
     import matplotlib
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from diffsec.errors import DiffsecError
 from diffsec.poison.ldm import LatentDiffusion
 
 METHODS = ("adm+", "adm-", "sds+", "sds-", "ea", "da")
@@ -27,9 +28,14 @@ REPORTED = {  # what the loss curve shows, per method
 class DAConfig:
     """PhotoGuard's diffusion attack, as an img2img chain: encode, noise to `strength`, run the
     last `steps` DDIM steps of a ceil(steps/strength)-step schedule with gradient, decode."""
-    steps: int = 4            # PhotoGuard's num_inference_steps=4; memory grows with it
-    strength: float = 0.5     # img2img strength; 1.0 would erase the image and its gradient
-    guidance: float = 7.5     # classifier-free guidance, PhotoGuard's default
+    steps: int        # PhotoGuard's num_inference_steps=4; memory grows with it
+    strength: float   # img2img strength in (0, 1) (PhotoGuard: 0.5); at 1 the output ignores the image
+    guidance: float   # classifier-free guidance (PhotoGuard: 7.5)
+
+    def __post_init__(self):
+        if int(self.steps) < 1 or not 0 < self.strength < 1:
+            raise DiffsecError(f"diffusion attack: need steps >= 1 and strength in (0, 1): at 1 the "
+                               f"output ignores the image (got steps {self.steps}, strength {self.strength:g})")
 
 
 @dataclass
@@ -110,12 +116,15 @@ def _da(target01: torch.Tensor, timesteps: list[int], sched, cfg: DAConfig):
 
 
 def make_objective(method: str, ldm: LatentDiffusion, target01: torch.Tensor | None = None,
-                   da: DAConfig = DAConfig()):
-    """The objective for `method`; `target01` (3 x H x W in [0, 1]) is needed by ea and da."""
+                   da: DAConfig | None = None):
+    """The objective for `method`; `target01` (3 x H x W in [0, 1]) is needed by ea and da,
+    the img2img chain `da` by da."""
     if method not in METHODS:
         raise ValueError(f"unknown poison {method!r}; choose from {METHODS}")
     if method in TARGETED and target01 is None:
         raise ValueError(f"{method} needs a target image")
+    if method == "da" and da is None:
+        raise ValueError("da needs its img2img chain (DAConfig)")
     if method in ("adm+", "adm-"):
         return _adm(1.0 if method == "adm+" else -1.0)
     if method in ("sds+", "sds-"):

@@ -7,7 +7,7 @@ resumed after a kill, or rerun with another --batch-size, makes the same images.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

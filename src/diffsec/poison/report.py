@@ -1,8 +1,7 @@
-"""What a poison run writes besides the images: distances, a before/after figure, loss curves."""
+"""What a poison run writes: the poisoned set (aligned arrays carried), distances, a before/after figure."""
 
 from __future__ import annotations
 
-import csv
 import os
 
 import numpy as np
@@ -12,6 +11,18 @@ from diffsec.poison.budget import Budget, distances
 UNITS = {"unit01": "pixel values in [0, 1] (uint8 / 255)",
          "unit255": "uint8 levels, i.e. [0, 1] units x 255",
          "l2": "over all pixels and channels of an image"}
+
+
+def save_poisoned(path: str | os.PathLike, data: dict, adv: np.ndarray) -> None:
+    """The poisoned images with every other array of the input set carried over unchanged."""
+    from diffsec.imageset import save_imageset
+
+    carried = {k: v for k, v in data.items() if k != "images"}
+    if all(v.ndim and len(v) == len(adv) for v in carried.values()):
+        save_imageset(path, adv, **carried)
+    else:  # non-aligned metadata (e.g. a class list) still travels along, unchanged
+        with open(path, "wb") as f:
+            np.savez(f, images=adv, **carried)
 
 
 def distance_report(clean: np.ndarray, adv: np.ndarray, budget: Budget,
@@ -52,23 +63,3 @@ def before_after_figure(path: str | os.PathLike, clean: np.ndarray, adv: np.ndar
                 ax.set_ylabel(label)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
-
-
-def write_loss_curve(losses: np.ndarray, csv_path, png_path, method: str, ylabel: str) -> None:
-    """Per PGD step: mean, std, min, max over images of the method's reported loss."""
-    with open(csv_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", "mean", "std", "min", "max", "n_images"])
-        for k in range(losses.shape[1]):
-            col = losses[:, k]
-            w.writerow([k, *(f"{v:.6g}" for v in (col.mean(), col.std(), col.min(), col.max())),
-                        len(col)])
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    m, s = losses.mean(0), losses.std(0)
-    ax.plot(m, label="mean over images")
-    ax.fill_between(np.arange(len(m)), m - s, m + s, alpha=0.25, label="± 1 std")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("PGD step"), ax.set_ylabel(ylabel, fontsize=8), ax.set_title(f"{method} loss")
-    ax.legend(fontsize=8)
-    fig.tight_layout(), fig.savefig(png_path, dpi=110), plt.close(fig)

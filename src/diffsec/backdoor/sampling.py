@@ -1,0 +1,173 @@
+"""Sampling a (backdoored) pixel DDPM from clean and from triggered noise, in batches that resume.
+
+Benign functionality is measured on samples from x_T ~ N(0, I) with the benign chain; the attack
+on samples from the trigger's x_T (`Attack.x_T`) with the attacker's chain (`Attack.chain`), both
+by `diffusion.sampling.sample` (DDPM: all T ancestral steps; DDIM: eta = 0). All noise comes from
+one CPU generator seeded with the run's seed, drawn batch by batch in a fixed order (the clean
+set, then the triggered one), so a run is the same bytes on any device and batch size of work
+done before a kill. After every `ckpt.every` finished batches the images so far, the recorded
+trajectories and the generator state are checkpointed; a resumed run continues with the next
+batch and ends with the uninterrupted run's bytes.
+
+A trajectory is x_T and then x after every `max(1, steps // frames)`-th reverse step of the
+first `trajectory` samples of a set's first batch (Fig. 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffsec import resume
+from diffsec.backdoor.attacks import Attack, load_attack
+from diffsec.diffusion.sampling import sample
+from diffsec.errors import DiffsecError
+
+
+@dataclass
+class SampleConfig:
+    sampler: str      # ddpm | ddim
+    steps: int        # DDIM steps (DDPM always runs all T)
+    n: int            # samples per set
+    batch_size: int
+    trajectory: int   # samples whose trajectories are kept (0: none)
+    frames: int       # trajectory snapshots
+    seed: int
+
+
+@dataclass
+class SampleSet:
+    images: np.ndarray              # uint8 N x H x W x C
+    trajectory: torch.Tensor | None  # frames x trajectory x C x H x W in [-1, 1] (noisy states leave it)
+
+
+def open_ddpm(model: Path, device, snapshot: int = 0, flag: str = "--model"):
+    """(unet, scheduler) of a train-ddpm / backdoor-train artifact (its EMA snapshot of a step, if
+    not 0); a directory that holds no loadable DDPMPipeline is one DiffsecError."""
+    from diffusers import UNet2DModel
+
+    from diffsec.models.ddpm import load_ddpm
+
+    if not (model / "pipeline" / "model_index.json").is_file():
+        raise DiffsecError(f"{flag} {model}: not a train-ddpm or backdoor-train artifact "
+                           "(no pipeline/model_index.json)")
+    snap = sampled_model(model, snapshot)
+    if not snap.is_dir():
+        raise DiffsecError(f"{model} has no snapshot of step {snapshot}")
+    with _quiet_loading():   # no progress bar: a later bad-input error stays the log's one line
+        unet, sched = load_ddpm(model / "pipeline", device, flag)
+    if snapshot:
+        try:
+            unet = UNet2DModel.from_pretrained(str(snap)).to(device).eval()
+        except Exception as e:  # noqa: BLE001 - diffusers raises many types for a bad directory
+            why = (str(e).splitlines() or [type(e).__name__])[0]
+            raise DiffsecError(f"{snap}: cannot load the snapshot's UNet ({why})") from None
+    return unet, sched
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    from diffusers.utils import logging as dlog
+
+    was = dlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            dlog.enable_progress_bar()
+
+
+def sampled_model(model: Path, snapshot: int) -> Path:
+    """The directory whose weights a run samples (hashed into its manifest)."""
+    return model / "snapshots" / f"step-{snapshot}" if snapshot else model / "pipeline"
+
+
+def read_attack(model: Path) -> Attack | None:
+    """The attack of a backdoor-train artifact; None for a clean world."""
+    return load_attack(model)[0] if (model / "attack.json").exists() else None
+
+
+def trigger_grid(unet, scheduler, attack: Attack, seed: int, device) -> np.ndarray:
+    """Row pairs: 16 DDIM-50 samples from clean noise above 16 from triggered noise."""
+    from diffsec.imageset import grid, to_uint8
+    from diffsec.models.ddpm import unet_eps
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    cfg = dict(scheduler.config)
+    clean = torch.randn(16, *attack.shape, generator=gen)
+    x_c, _ = sample(unet_eps(unet), cfg, clean.to(device), "ddim", 50, generator=gen)
+    x_t, _ = sample(unet_eps(unet), cfg, attack.x_T(16, gen).to(device), "ddim", 50, generator=gen,
+                    chain=attack.chain())
+    return grid(np.concatenate([to_uint8(x_c), to_uint8(x_t)]), nrow=8)
+
+
+class _Progress:
+    """Finished batches of every set so far, and the generator: what a checkpoint holds."""
+
+    def __init__(self, names: list[str], seed: int):
+        self.gen = torch.Generator().manual_seed(seed)
+        self.images: dict[str, list[torch.Tensor]] = {k: [] for k in names}
+        self.traj: dict[str, torch.Tensor] = {}
+
+    def state(self) -> dict:
+        return {"gen": self.gen.get_state(), "images": {k: torch.cat(v) if v else torch.zeros(0, dtype=torch.uint8)
+                                                        for k, v in self.images.items()}, "traj": self.traj}
+
+    def restore(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+        self.images = {k: [v] if len(v) else [] for k, v in state["images"].items()}
+        self.traj = dict(state["traj"])
+
+
+def _batch(eps_model, cfg: dict, attack: Attack | None, c: SampleConfig, b: int, first: bool, p: _Progress,
+           device, res: int):
+    from diffsec.imageset import to_uint8
+
+    x_T = (torch.randn(b, 3, res, res, generator=p.gen) if attack is None else attack.x_T(b, p.gen))
+    T = cfg["num_train_timesteps"]
+    keep = max(1, (T if c.sampler == "ddpm" else c.steps) // c.frames) if first and c.trajectory else 0
+    x0, frames = sample(eps_model, cfg, x_T.to(device), c.sampler, c.steps, generator=p.gen, progress=False,
+                        trajectory_every=keep, chain=attack.chain() if attack else None)
+    traj = torch.stack([x_T[:c.trajectory]] + [f[:c.trajectory] for f in frames]) if keep else None
+    return torch.from_numpy(to_uint8(x0)), traj
+
+
+def sample_sets(unet, scheduler, attack: Attack | None, c: SampleConfig, *, ckpt: resume.Checkpoint | None = None,
+                device: torch.device | str = "cpu") -> dict[str, SampleSet]:
+    """'clean' (and, for a backdoored model, 'trigger') samples, batch by batch, resuming from `ckpt`."""
+    from tqdm.auto import tqdm
+
+    from diffsec.models.ddpm import unet_eps
+
+    ckpt = ckpt or resume.disabled()
+    sets = {"clean": None} if attack is None else {"clean": None, "trigger": attack}
+    batches = [(name, i) for name in sets for i in range(0, c.n, c.batch_size)]
+    p = _Progress(list(sets), c.seed)
+    if (state := ckpt.load()) is not None:
+        p.restore(state)
+    cfg, res = dict(scheduler.config), unet.config.sample_size
+    for done, (name, i) in enumerate(tqdm(batches[ckpt.start_step:], desc=f"{c.sampler} batches"),
+                                     start=ckpt.start_step + 1):
+        images, traj = _batch(unet_eps(unet), cfg, sets[name], c, min(c.batch_size, c.n - i), i == 0, p, device, res)
+        p.images[name].append(images)
+        if traj is not None:
+            p.traj[name] = traj
+        if ckpt.due(done, len(batches)):
+            ckpt.save(p.state(), done)
+    return {k: SampleSet(torch.cat(v).numpy(), p.traj.get(k)) for k, v in p.images.items()}
+
+
+def write_samples(sets: dict[str, SampleSet], directory: Path) -> None:
+    """<set>.npz, trajectory_<set>.npz (float16 frames) and a grid of each set's first 32."""
+    from diffsec.imageset import grid, save_imageset, save_png
+
+    for name, s in sets.items():
+        save_imageset(directory / f"{name}.npz", s.images)
+        if s.trajectory is not None:
+            np.savez_compressed(directory / f"trajectory_{name}.npz", frames=s.trajectory.numpy().astype(np.float16))
+    save_png(directory / "samples.png", grid(np.concatenate([s.images[:32] for s in sets.values()]), nrow=8), scale=3)

@@ -1,0 +1,9 @@
+"""What a config asks the DAG to run, as plain data: the sets each SZT defense trains on, the
+InvisibleDiffusion attacks, sweeps and figure panels. Pure functions of the config dict (no
+Snakemake, no paths); a config the tables cannot be filled from raises a one-line DiffsecError
+`config error: <key>: <why>`."""
+
+from diffsec.plan.invisible import InvisiblePlan, invisible_plan
+from diffsec.plan.szt import SztPlan, szt_plan
+
+__all__ = ["InvisiblePlan", "SztPlan", "invisible_plan", "szt_plan"]

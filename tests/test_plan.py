@@ -1,0 +1,104 @@
+"""The plans of the paper slices (src/diffsec/plan/), as pure functions of the config: which sets
+each SZT defense trains on, which InvisibleDiffusion attacks, sweeps and figure panels run, and a
+config the tables cannot be filled from refused in one line. No Snakemake here."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO
+from diffsec.errors import DiffsecError
+from diffsec.paper import invisible as shape
+from diffsec.plan import invisible_plan, szt_plan
+
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+@pytest.fixture
+def szt():
+    return copy.deepcopy(CONFIG["szt"])
+
+
+@pytest.fixture
+def inv():
+    return copy.deepcopy(CONFIG["invisible"])
+
+
+def test_timestep_ablation_defenses_skip_the_sets_their_tables_leave_out(szt):
+    plan = szt_plan(szt)
+    assert plan.sets == ["clean", "adm+", "adm-", "sds+", "sds-", "ea", "da"]
+    for d in ("tanh3", "power0.5", "low0.2", "t500", "t700", "t900"):   # only in Tables 6-8
+        assert plan.defense_sets[d] == ["clean", "adm+", "adm-", "ea"], d
+    # High 0.6 (t600) is also the main table's T600 column: every set, as for nominal
+    assert plan.defense_sets["t600"] == plan.defense_sets["nominal"] == plan.sets
+    assert set(plan.defense_sets) == set(szt["defenses"])
+
+
+def test_a_defense_no_table_shows_trains_on_every_set(szt):
+    szt["defenses"]["extra"] = {"purify": "jpeg", "objective": "lm"}
+    plan = szt_plan(szt)
+    assert plan.defense_sets["extra"] == plan.sets
+    assert plan.purifier["extra"] == "jpeg" and plan.purifier["nominal"] == "none"
+
+
+def test_missing_defense_is_one_line_naming_the_key(szt):
+    del szt["defenses"]["lm_d24"], szt["defenses"]["tanh5"]
+    with pytest.raises(DiffsecError) as e:
+        szt_plan(szt)
+    assert str(e.value) == "config error: szt.defenses: the tables need defenses ['lm_d24', 'tanh5']"
+
+
+def test_missing_attack_is_one_line_naming_the_key(inv):
+    del inv["attacks"]["id_img_free"]
+    with pytest.raises(DiffsecError) as e:
+        invisible_plan(inv)
+    assert str(e.value) == "config error: invisible.attacks: the tables need attacks ['id_img_free']"
+
+
+def test_lambda_sweep_adds_the_base_attack_at_every_other_lambda(inv):
+    plan = invisible_plan(inv)
+    base = {**inv["attacks"][shape.LAMBDA_BASE], "lam": 0.5}
+    sweep = {a: spec for a, spec in plan.attacks.items() if a not in inv["attacks"]}
+    assert sweep == {f"id_ind_free_lam{lam:g}": {**base, "lam": lam} for lam in (0.1, 0.3, 0.7, 0.9)}
+    assert plan.attacks[shape.LAMBDA_BASE] == base        # the configured lambda is the base model itself
+    assert [plan.lambda_label(lam) for lam in plan.lambdas] == [
+        "id_ind_free_lam0.1", "id_ind_free_lam0.3", "id_ind_free", "id_ind_free_lam0.7", "id_ind_free_lam0.9"]
+    assert plan.benign == ["benign"] and plan.datasets == ["cifar10"]
+
+
+def test_snapshots_are_shares_of_the_finetuning_steps_without_the_final_one(inv):
+    inv["finetune"]["steps"] = 10
+    inv["ablation"]["step_fractions"] = [0.05, 0.2, 0.5, 0.52, 1 - 1e-9]
+    plan = invisible_plan(inv)
+    assert plan.snapshots == [1, 2, 5] and plan.final_step == 10   # 0.05 -> at least 1, 0.52 -> 5 again, ~1 -> final
+    assert plan.snapshots_of(shape.LAMBDA_BASE) == [1, 2, 5] and plan.snapshots_of("id_ind_fixed") == []
+    evals = plan.evals("invisible_ablation")
+    assert [e for e in evals if "step-" in e] == [f"id_ind_free/ddim/step-{n}" for n in (1, 2, 5)]
+    assert evals[-2:] == ["id_img_free/ddpm/final", "id_img_free/ddim/final"]
+
+
+def test_celeba_repeats_the_table_attacks_with_its_in_d_target(inv):
+    inv["datasets"] = ["cifar10", "celeba"]
+    plan = invisible_plan(inv)
+    celeba = {a: s for a, s in plan.attacks.items() if a.startswith("celeba-")}
+    assert set(celeba) == {"celeba-trojdiff_ind", "celeba-id_ind_fixed", "celeba-id_ind_free",
+                           "celeba-id_outd_fixed", "celeba-id_outd_free"}         # no BadDiffusion row
+    assert celeba["celeba-id_ind_free"]["target"] == "celeba:7"
+    assert celeba["celeba-id_outd_free"]["target"] == "mnist:8"                   # Out-D targets stay
+    assert plan.benign == ["benign", "celeba-benign"]
+    assert plan.targets["CelebA In-D, fixed image"] == "celeba-id_ind_fixed"
+    main = plan.evals("invisible_diffusion")
+    assert len(main) == 7 + 6 + 6 + 6 and "celeba-benign/ddim/final" in main   # Tables I + II, each dataset
+    del inv["in_d_targets"]
+    with pytest.raises(DiffsecError, match=r"^config error: invisible\.in_d_targets\.celeba: "):
+        invisible_plan(inv)
+
+
+def test_plans_do_not_change_the_config(szt, inv):
+    before = copy.deepcopy((szt, inv))
+    szt_plan(szt)
+    invisible_plan(inv)
+    assert (szt, inv) == before
