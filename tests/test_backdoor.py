@@ -133,7 +133,9 @@ def test_attack_metrics_against_direct_computations():
     target = rng.integers(0, 256, (30, 4, 4, 3), dtype=np.uint8)
     near = np.clip(target[:10].astype(int) + rng.integers(-2, 3, (10, 4, 4, 3)), 0, 255).astype(np.uint8)
     far = np.full((10, 4, 4, 3), 255, np.uint8)
-    feats = lambda x: x.reshape(len(x), -1).astype(np.float64)  # noqa: E731
+    def feats(x):
+        return x.reshape(len(x), -1).astype(np.float64)
+
     f_t = feats(target)
     d = np.linalg.norm(f_t[:, None] - f_t[None], axis=-1)
     radius = np.sort(d, axis=1)[:, 3]   # 3rd neighbour, self excluded

@@ -6,16 +6,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("open_clip")
-
-from diffsec.cli.main import main  # noqa: E402
-from diffsec.imageset import save_imageset  # noqa: E402
-from diffsec.metrics.backbones import ClipBackbone, get_backbone  # noqa: E402
-from diffsec.metrics.similarity import clip_score  # noqa: E402
-from diffsec.models import clip_tiny, clip_train  # noqa: E402
-from diffsec.training import read_curves  # noqa: E402
+from diffsec.cli.main import main
+from diffsec.imageset import save_imageset
+from diffsec.metrics.backbones import ClipBackbone, get_backbone
+from diffsec.metrics.similarity import clip_score
+from diffsec.models import clip_tiny, clip_train
+from diffsec.training import read_curves
 
 MICRO = {"name": "clip-tiny-cifar10", "embed_dim": 32, "image_size": 32, "vision_layers": 1, "vision_width": 32,
          "vision_head_width": 16, "patch_size": 8, "text_width": 32, "text_heads": 2, "text_layers": 1,

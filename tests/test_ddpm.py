@@ -43,7 +43,9 @@ def _train(images, steps, ckpt=None, fail_at=None, monkeypatch=None):
 def test_killed_training_resumes_to_identical_weights(images, tmp_path, monkeypatch):
     torch.set_num_threads(1)
     ref, ref_curve = _train(images, steps=7)
-    ckpt = lambda: resume.Checkpoint(tmp_path / "ckpt", key="k", every=3)  # noqa: E731
+    def ckpt():
+        return resume.Checkpoint(tmp_path / "ckpt", key="k", every=3)
+
     with pytest.raises(KeyboardInterrupt):
         _train(images, steps=7, ckpt=ckpt(), fail_at=5, monkeypatch=monkeypatch)
     assert (tmp_path / "ckpt/state.pt").exists()

@@ -155,7 +155,9 @@ def test_resume_after_kill(model_dir, tmp_path):
     from diffsec.personalize.textual_inversion import TIConfig, train_textual_inversion
     from diffsec.resume import Checkpoint
 
-    runs = lambda: [run("a", "lm", "high:500", 1), run("b", "nominal", "uniform", 2)]  # noqa: E731
+    def runs():
+        return [run("a", "lm", "high:500", 1), run("b", "nominal", "uniform", 2)]
+
     cfg = TIConfig(5, **OPT)
     whole = train_textual_inversion(load(model_dir), runs(), cfg)
 
@@ -166,7 +168,9 @@ def test_resume_after_kill(model_dir, tmp_path):
         if step == 3:
             raise Kill
 
-    ckpt = lambda key: Checkpoint(tmp_path / "ckpt", key, every=2)  # noqa: E731
+    def ckpt(key):
+        return Checkpoint(tmp_path / "ckpt", key, every=2)
+
     with pytest.raises(Kill):
         train_textual_inversion(load(model_dir), runs(), cfg, ckpt=ckpt("a"), on_step=die)
     again = train_textual_inversion(load(model_dir), runs(), cfg, ckpt=ckpt("a"))

@@ -172,7 +172,9 @@ def test_sds_gradient_is_encoder_only(ldm, images):
 @torch.no_grad()
 def test_ea_pulls_the_latent_to_the_target(ldm, images, target):
     zt = ldm.encode(_target01(target)[None])
-    dist = lambda u8: float((ldm.encode(_x01(u8)) - zt).pow(2).mean())  # noqa: E731
+    def dist(u8):
+        return float((ldm.encode(_x01(u8)) - zt).pow(2).mean())
+
     adv, losses = _run(ldm, images, target, "ea")
     assert dist(adv) < dist(images)
     assert (losses[:, -1] < losses[:, 0]).all()

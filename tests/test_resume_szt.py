@@ -7,15 +7,14 @@ to a fresh run with that setting. The world is test_poison's tiny random SD-shap
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from diffsec.cli.main import main
 from diffsec.imageset import save_imageset
+from resume_harness import RUN, check_kill_resume
 from test_poison import model_dir  # noqa: F401  (fixture: the tiny SD pipeline, 32 px images)
-from test_resume_worlds import RUN, _killed, _run, _same  # the kill / rerun / compare harness
 
 
 @pytest.fixture(scope="module")
@@ -55,21 +54,4 @@ def test_killed_stage_resumes_bytes_identical_and_changed_setting_starts_fresh(d
     monkeypatch.delenv("DIFFSEC_KILL_AT_SAVE", raising=False)
     argv, kill_at, start, files, changed = STAGES[name]
     argv = [a.format(d=d, model=model_dir) for a in argv]
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    _run(argv, ref, capsys)
-    _killed(argv, run, kill_at)
-    shutil.copytree(tmp_path / "run.ckpt", tmp_path / "other.ckpt")  # the same kill, for the changed rerun
-
-    log = _run(argv, run, capsys)
-    assert f"resume: continuing from step {start}" in log
-    assert _same(run, ref, files), "a resumed run ends with the uninterrupted run's bytes"
-    resume = json.loads((run / "manifest.json").read_text())["resume"]
-    assert resume["resumed"] and [a["start_step"] for a in resume["attempts"]] == [0, start]
-    assert not (tmp_path / "run.ckpt").exists()
-
-    log = _run([*argv, *changed], tmp_path / "other", capsys)
-    assert "written with other settings or inputs; starting fresh" in log
-    assert not json.loads((tmp_path / "other" / "manifest.json").read_text())["resume"]["resumed"]
-    _run([*argv, *changed], tmp_path / "fresh", capsys)
-    assert _same(tmp_path / "other", tmp_path / "fresh", files)
-    assert not _same(tmp_path / "other", ref, files[:1]), f"{changed} must change the result"
+    check_kill_resume(argv, tmp_path, capsys, kill_at, start, files, changed)

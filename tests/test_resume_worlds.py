@@ -5,20 +5,13 @@ fresh and ends equal to a fresh run with that setting."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 
-from diffsec.cli.main import main
 from diffsec.imageset import save_imageset
+from resume_harness import check_kill_resume
 
-RUN = ["--threads", "1", "--device", "cpu", "--seed", "3"]
 SAFETENSORS = "diffusion_pytorch_model.safetensors"
 
 
@@ -67,25 +60,6 @@ STAGES = {
 }
 
 
-def _run(argv: list[str], out, capsys) -> str:
-    """Run in this process; the stderr log."""
-    capsys.readouterr()
-    assert main([*argv, *RUN, "--out", str(out)]) == 0
-    return capsys.readouterr().err
-
-
-def _killed(argv: list[str], out, n: int) -> None:
-    env = {**os.environ, "DIFFSEC_KILL_AT_SAVE": str(n)}
-    r = subprocess.run([sys.executable, "-m", "diffsec.cli.main", *argv, *RUN, "--out", str(out)], env=env,
-                       capture_output=True, text=True)
-    assert r.returncode == -9, r.stderr[-2000:]
-    assert not out.exists() and (out.parent / f"{out.name}.ckpt" / "state.pt").is_file()
-
-
-def _same(a, b, files: list[str]) -> bool:
-    return all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
-
-
 SLOW = {"train-ddpm", "train-t2i-vae", "train-t2i-unet", "train-clip"}  # > 10 s each on 2 busy cores
 
 
@@ -94,21 +68,4 @@ def test_killed_stage_resumes_bytes_identical_and_changed_setting_starts_fresh(d
                                                                                 name):
     monkeypatch.delenv("DIFFSEC_KILL_AT_SAVE", raising=False)
     argv, kill_at, start, files, changed = STAGES[name]
-    argv = [a.format(d=d) for a in argv]
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    _run(argv, ref, capsys)
-    _killed(argv, run, kill_at)
-    shutil.copytree(tmp_path / "run.ckpt", tmp_path / "other.ckpt")  # the same kill, for the changed rerun
-
-    log = _run(argv, run, capsys)
-    assert f"resume: continuing from step {start}" in log
-    assert _same(run, ref, files), "a resumed run ends with the uninterrupted run's bytes"
-    resume = json.loads((run / "manifest.json").read_text())["resume"]
-    assert resume["resumed"] and [a["start_step"] for a in resume["attempts"]] == [0, start]
-    assert not (tmp_path / "run.ckpt").exists()
-
-    log = _run([*argv, *changed], tmp_path / "other", capsys)
-    assert "written with other settings or inputs; starting fresh" in log
-    _run([*argv, *changed], tmp_path / "fresh", capsys)
-    assert _same(tmp_path / "other", tmp_path / "fresh", files)
-    assert not _same(tmp_path / "other", ref, files[:1]), f"{changed} must change the result"
+    check_kill_resume([a.format(d=d) for a in argv], tmp_path, capsys, kill_at, start, files, changed)

@@ -6,15 +6,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-pytest.importorskip("diffusers")
-pytest.importorskip("open_clip")
-
-import torch  # noqa: E402
-
-from diffsec.cli.main import main  # noqa: E402
-from diffsec.imageset import load_imageset, save_imageset  # noqa: E402
-from diffsec.training import read_curves  # noqa: E402
+from diffsec.cli.main import main
+from diffsec.imageset import load_imageset, save_imageset
+from diffsec.training import read_curves
 
 MICRO = ["--vae-channels", "[8,8]", "--unet-channels", "[16,16]", "--unet-cross-attn", "[false,true]",
          "--text-hidden", "16", "--text-layers", "1", "--text-heads", "2",

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,11 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "
 SMOKE = REPO / "workflow/configs/smoke.yaml"
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, extra_config: Path | None = None
-              ) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, check: bool = True, extra_config: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     configs = ["--configfile", str(SMOKE), *([str(extra_config)] if extra_config else [])]
     p = subprocess.run([*SNAKEMAKE, *configs, "--directory", str(workdir), *args], capture_output=True,
-                       text=True, env=ENV)
+                       text=True, env={**ENV, **(env or {})})
     if check and p.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
     return p
@@ -151,13 +150,15 @@ def test_metric_setting_in_params_reruns_the_evaluations(smoke_dir, mirror, tmp_
 
 def test_editing_a_module_a_stage_imports_reruns_that_stage(smoke_dir, mirror):
     """No rule names models/t2i.py: train-ti runs it through its CLI's imports, so its code inputs
-    (the import closure, src/diffsec/codedeps.py) include it and editing it plans train_ti again."""
+    (the import closure, src/diffsec/codedeps.py) include it and editing it plans train_ti again.
+    An edit, not a touch: Snakemake skips an input whose checksum it recorded unchanged."""
     src = REPO / "src/diffsec/models/t2i.py"
-    st = src.stat()
+    text, st = src.read_bytes(), src.stat()
     try:
-        os.utime(src, ns=(st.st_atime_ns, time.time_ns()))
+        src.write_bytes(text + b"\n# edited by test_workflow\n")
         jobs = planned_jobs(snakemake(smoke_dir, "-n", "--config", f"mirror={mirror}").stdout)
     finally:
+        src.write_bytes(text)
         os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert jobs.get("train_ti", 0) >= 1, jobs
     # stages that import no T2I code and read nothing that reruns stay done
@@ -228,3 +229,69 @@ def test_dvc_push_clone_pull_restores_results(smoke_dir, mirror, tmp_path):
     snakemake(clone, "--touch", "--config", f"mirror={mirror}")
     p = snakemake(clone, "-n", "--config", f"mirror={mirror}")
     assert "Nothing to be done" in p.stdout + p.stderr, p.stdout[-2000:]
+
+
+# ---- Fault injection through Snakemake (last in this file: these rewrite a few finished artifacts
+# with other checkpoint settings, so later dry runs would plan their dependents again). ----
+# rule -> (target, config that makes the job save checkpoints mid-run, how many it saves)
+FAULTS = {
+    "train_ddpm": ("results/models/ddpm-cifar10", "worlds:\n  ddpm:\n    ckpt_every: 5\n", 3),
+    "poison_concepts": ("results/poison/adm+", "szt:\n  poison:\n    batch_size: 1\n", 1),
+    "train_ti": ("results/personalize/ti/nominal", "szt:\n  ti:\n    ckpt_every: 1\n", 2),
+    "backdoor_sample": ("results/backdoor/samples/id_outd_free/ddim/final",
+                        "invisible:\n  sample:\n    batch_size: 4\n", 1),
+}
+
+
+def _files(art: Path) -> dict[str, bytes]:
+    """An artifact's bytes, its manifest (run times, attempts) left out."""
+    return {str(f.relative_to(art)): f.read_bytes() for f in sorted(art.rglob("*"))
+            if f.is_file() and f.name != "manifest.json"}
+
+
+def _force(smoke_dir: Path, mirror: Path, rule: str, target: str, config: Path, kill_at: int = 0):
+    env = {"DIFFSEC_KILL_AT_SAVE": str(kill_at)} if kill_at else None
+    return snakemake(smoke_dir, "--forcerun", rule, "--config", f"mirror={mirror}", "--", target,
+                     extra_config=config, env=env, check=not kill_at)
+
+
+@pytest.mark.parametrize("rule", list(FAULTS))
+def test_killed_job_resumes_to_the_bytes_of_an_uninterrupted_run(smoke_dir, mirror, tmp_path, rule):
+    """SIGKILL a job at a random checkpoint through Snakemake, rerun: the result equals an
+    uninterrupted run's byte for byte and its manifest records the resume."""
+    import random
+
+    target, yaml_text, saves = FAULTS[rule]
+    config = tmp_path / "ckpt.yaml"
+    config.write_text(yaml_text)
+    kill_at = random.randint(1, saves)
+    killed = _force(smoke_dir, mirror, rule, target, config, kill_at=kill_at)
+    out = smoke_dir / target
+    assert killed.returncode != 0 and not out.exists(), (kill_at, killed.stdout[-1500:])
+    assert (out.parent / f"{out.name}.ckpt").is_dir(), kill_at
+    _force(smoke_dir, mirror, rule, target, config)
+    resumed = _files(out)
+    record = json.loads((out / "manifest.json").read_text())["resume"]
+    assert record["resumed"] and len(record["attempts"]) == 2 and record["attempts"][1]["start_step"] > 0, record
+    assert not (out.parent / f"{out.name}.ckpt").exists()
+    _force(smoke_dir, mirror, rule, target, config)
+    assert _files(out) == resumed, f"{rule}: a run killed at save {kill_at} and resumed differs"
+
+
+def test_killed_job_rerun_with_another_setting_starts_fresh(smoke_dir, mirror, tmp_path):
+    """Kill train_ddpm mid-run, change its learning rate, rerun: the old checkpoint is discarded (the
+    log says so) and the world equals an uninterrupted run with the new rate."""
+    target, yaml_text, saves = FAULTS["train_ddpm"]
+    config, changed = tmp_path / "ckpt.yaml", tmp_path / "changed.yaml"
+    config.write_text(yaml_text)
+    changed.write_text(yaml_text + "    lr: 0.002\n")
+    killed = _force(smoke_dir, mirror, "train_ddpm", target, config, kill_at=saves)
+    assert killed.returncode != 0
+    _force(smoke_dir, mirror, "train_ddpm", target, changed)
+    log = (smoke_dir / "logs/train_ddpm/cifar10.log").read_text()
+    assert "other settings or inputs; starting fresh" in log, log[-2000:]
+    out = smoke_dir / target
+    after_kill = _files(out)
+    assert not json.loads((out / "manifest.json").read_text())["resume"]["resumed"]
+    _force(smoke_dir, mirror, "train_ddpm", target, changed)
+    assert _files(out) == after_kill

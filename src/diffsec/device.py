@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import os
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from diffsec.errors import DiffsecError
 
+if TYPE_CHECKING:
+    import torch
+
+
 KINDS = ("cpu", "cuda", "mps")
 
 
-def pick_device(requested: str = "auto") -> torch.device:  # noqa: F821
+def pick_device(requested: str = "auto") -> torch.device:
     """'auto' -> the visible GPU with the most free memory, else CPU; else the named device.
 
     Snakemake only counts GPUs (resources: gpu=1), so the job itself picks a free one. A device

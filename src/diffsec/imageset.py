@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from diffsec.artifact import atomic_file
 from diffsec.errors import DiffsecError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def save_imageset(path: str | os.PathLike, images: np.ndarray, **arrays: np.ndarray) -> Path:
@@ -110,14 +114,14 @@ def class_names(data: dict[str, np.ndarray], default: tuple[str, ...]) -> list[s
     return list(default)
 
 
-def to_float(images: np.ndarray) -> torch.Tensor:  # noqa: F821
+def to_float(images: np.ndarray) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [-1, 1] (the diffusion models' pixel scale)."""
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:  # noqa: F821
+def to_uint8(x: torch.Tensor) -> np.ndarray:
     """float NCHW in [-1, 1] -> uint8 NHWC, rounding to nearest."""
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 

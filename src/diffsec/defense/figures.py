@@ -41,9 +41,11 @@ def perturbation_histograms(clean: np.ndarray, poisoned: np.ndarray, path: str |
     ax.set_xlabel("perturbation (relative to clean, [-1, 1] scale)"), ax.set_ylabel("density")
     ax.set_title(title or "pixel perturbations"), ax.legend()
     fig.tight_layout(), fig.savefig(path, dpi=120), plt.close(fig)
-    stats = lambda d: {"mean": float(d.mean()), "std": float(d.std()),  # noqa: E731
-                       "abs_max": float(np.abs(d).max())}
-    return {"poisoned": stats(raw), "jpeg": stats(jp), "quality": quality}
+    return {"poisoned": _stats(raw), "jpeg": _stats(jp), "quality": quality}
+
+
+def _stats(d: np.ndarray) -> dict[str, float]:
+    return {"mean": float(d.mean()), "std": float(d.std()), "abs_max": float(np.abs(d).max())}
 
 
 def sampler_pdfs(specs: Sequence[str], path: str | os.PathLike, T: int = 1000,

@@ -77,7 +77,10 @@ def sdedit(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], alphas_c
     ac = alphas_cumprod.to(torch.float64)
     ts = reverse_timesteps(t_star, steps or default_steps(t_star, method))
     dev, dt = x0.device, x0.dtype
-    draw = lambda: torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(dev, dt)  # noqa: E731
+
+    def draw():
+        return torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(dev, dt)
+
     ab = ac[t_star].to(dev, dt)
     x = ab.sqrt() * x0 + (1 - ab).sqrt() * draw()
     for i, t in enumerate(ts):

@@ -43,7 +43,10 @@ class RowAdamW:
         n = self.steps.clamp(min=1).double()
         step_size = self.lr / (1 - b1 ** n)
         bc2_sqrt = (1 - b2 ** n).sqrt()
-        col = lambda v: v.to(self.param.device, self.param.dtype).unsqueeze(1)  # noqa: E731
+
+        def col(v):
+            return v.to(self.param.device, self.param.dtype).unsqueeze(1)
+
         on = col(active.double())
         p, m, v = self.param, self.exp_avg, self.exp_avg_sq
         new_p = p * (1 - col(self.lr * self.weight_decay))
