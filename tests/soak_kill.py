@@ -15,6 +15,7 @@ line per kill and the count survived; exit status 1 if any differed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -95,7 +96,7 @@ def main() -> int:
         wall[name] = run([*cmd, "--out", f"ref-{name}"], work)
         ref[name] = files(work / f"ref-{name}")
         print(f"reference {name}: {wall[name]:.1f} s, {len(ref[name])} files", flush=True)
-    survived = real = 0
+    survived = real = resumed = 0
     for i in range(1, args.kills + 1):
         name = rng.choice(sorted(stages))
         out = f"run-{i}-{name}"
@@ -105,14 +106,19 @@ def main() -> int:
             kills.append(kill_after(cmd, work, rng.uniform(0.5, wall[name])))
         run(cmd, work)
         same = files(work / out) == ref[name]
+        starts = [a["start_step"] for a in json.loads((work / out / "manifest.json").read_text())
+                  .get("resume", {}).get("attempts", [])]
+        resumed += any(starts[1:])
         litter = [p.name for p in work.glob(f".{out}.tmp-*")] + [p.name for p in work.glob(f"{out}.ckpt")]
         ok = same and not litter
         survived += ok
         real += sum(kills)
-        print(f"kill {i:3d} {name:16s} killed {sum(kills)}x: {'identical' if same else 'DIFFERS'}"
+        print(f"kill {i:3d} {name:16s} killed {sum(kills)}x, attempts started at {starts}: "
+              f"{'identical' if same else 'DIFFERS'}"
               f"{'' if not litter else f', left {litter}'}", flush=True)
         shutil.rmtree(work / out, ignore_errors=True)
-    print(f"survived {survived}/{args.kills} runs ({real} SIGKILLs of a running stage) in "
+    print(f"survived {survived}/{args.kills} runs ({real} SIGKILLs of a running stage, {resumed} reruns "
+          f"resumed from a checkpoint) in "
           f"{time.time() - t_start:.0f} s; workdir {work}")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
