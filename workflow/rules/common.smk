@@ -55,6 +55,24 @@ def alternatives(names):
 RUN = flags(seed=SEED, device=config["device"])
 
 
+def _gpu_per_job():
+    """What a GPU-capable job declares as `resources: gpu`: 1 where it may get a GPU (Snakemake
+    then runs as many at once as `--resources gpu=N` allows; Slurm asks for one), 0 where none can
+    be had (device cpu, or auto on a machine without an NVIDIA device), so that on a CPU machine
+    those jobs run side by side, as many as --cores allows, instead of one at a time."""
+    import shutil
+
+    device = config["device"]
+    if device == "cpu":
+        return 0
+    if device.startswith("cuda"):
+        return 1
+    return int(bool(shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists()))
+
+
+GPU = _gpu_per_job()
+
+
 def _mirror():
     """'auto' -> ../shared/mirror beside the workflow (absolute, so --directory works); '' -> none."""
     from diffsec.sources import default_mirror

@@ -21,7 +21,7 @@ rule sample_ddpm:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=GPU,
     params:
         run=RUN,
         flags=flags(
@@ -50,7 +50,7 @@ rule fid_ddpm_vs_test:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=GPU,
     params:
         run=RUN,
         backbone=backbone_flags,
@@ -76,7 +76,7 @@ rule fid_train_vs_test:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=GPU,
     params:
         run=RUN,
         backbone=backbone_flags,
