@@ -56,3 +56,17 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
     if threads:
         torch.set_num_threads(threads)
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def gpu_jobs(device: str) -> int:
+    """The `resources: gpu` a GPU-capable job declares: 1 where it may get a GPU (device cuda, or
+    auto on a machine with an NVIDIA device), 0 where none can be had. Checked without importing
+    torch (the workflow calls it at every start)."""
+    import shutil
+    from pathlib import Path
+
+    if device == "cpu":
+        return 0
+    if device.startswith("cuda"):
+        return 1
+    return int(bool(shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists()))

@@ -60,14 +60,9 @@ def _gpu_per_job():
     then runs as many at once as `--resources gpu=N` allows; Slurm asks for one), 0 where none can
     be had (device cpu, or auto on a machine without an NVIDIA device), so that on a CPU machine
     those jobs run side by side, as many as --cores allows, instead of one at a time."""
-    import shutil
+    from diffsec.device import gpu_jobs
 
-    device = config["device"]
-    if device == "cpu":
-        return 0
-    if device.startswith("cuda"):
-        return 1
-    return int(bool(shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists()))
+    return gpu_jobs(config["device"])
 
 
 GPU = _gpu_per_job()

@@ -53,7 +53,7 @@ def _sets(args: argparse.Namespace):
     """(train images, labels), (test images, labels), class names; one DiffsecError if they do not fit."""
     from diffsec.errors import DiffsecError
     from diffsec.imageset import load_classes
-    from diffsec.models.t2i import CIFAR10_CLASSES
+    from diffsec.models.captions import CIFAR10_CLASSES
 
     (train, names), (test, test_names) = (load_classes(args.data, "--data", CIFAR10_CLASSES),
                                           load_classes(args.test, "--test", CIFAR10_CLASSES))

@@ -86,7 +86,8 @@ def train(args: argparse.Namespace) -> None:
     import json
 
     from diffsec.errors import DiffsecError
-    from diffsec.models.pipelines import open_pipeline, resolve_pipeline
+    from diffsec.models.pipelines import resolve_pipeline
+    from diffsec.models.t2i import open_pipeline
     from diffsec.personalize.runs import grid_runs, load_runs
     from diffsec.personalize.textual_inversion import TIConfig, train_textual_inversion
     from diffsec.personalize.tokens import save_embeddings
@@ -116,7 +117,8 @@ def train(args: argparse.Namespace) -> None:
 
 def generate(args: argparse.Namespace) -> None:
     from diffsec.imageset import grid, save_imageset, save_png
-    from diffsec.models.pipelines import open_pipeline, resolve_pipeline
+    from diffsec.models.pipelines import resolve_pipeline
+    from diffsec.models.t2i import open_pipeline
     from diffsec.personalize.generate import GenerateConfig, generate_ti, grid_rows, load_templates
     from diffsec.personalize.tokens import load_embeddings
 
@@ -143,7 +145,8 @@ def ssm(args: argparse.Namespace) -> None:
 
     from diffsec.defense.timesteps import check_timesteps
     from diffsec.errors import DiffsecError
-    from diffsec.models.pipelines import open_pipeline, resolve_pipeline
+    from diffsec.models.pipelines import resolve_pipeline
+    from diffsec.models.t2i import open_pipeline
     from diffsec.personalize.ssm import maps_arrays, pick_images, run_embeddings, sensitivity_figure
 
     ts = check_timesteps(args.timesteps)

@@ -57,7 +57,8 @@ def _settings(args):
 
 
 def run(args: argparse.Namespace) -> None:
-    from diffsec.models.pipelines import open_pipeline, resolve_pipeline
+    from diffsec.models.pipelines import resolve_pipeline
+    from diffsec.models.t2i import open_pipeline
     from diffsec.poison.run import attack, run_poison
 
     budget, da, data, prompts = _settings(args)

@@ -44,7 +44,7 @@ def loss_per_t(args: argparse.Namespace) -> None:
     from diffsec.defense.images import load_sets
     from diffsec.defense.timesteps import check_timesteps
     from diffsec.errors import DiffsecError
-    from diffsec.models.pipelines import open_pipeline
+    from diffsec.models.t2i import open_pipeline
     from diffsec.poison import LatentDiffusion
     from diffsec.poison.loss_curve import loss_per_timestep, write_loss_per_timestep
     from diffsec.poison.run import prompts_for

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
     from diffsec.errors import DiffsecError
     from diffsec.imageset import load_classes
     from diffsec.models import t2i_train
-    from diffsec.models.t2i import CIFAR10_CLASSES
+    from diffsec.models.captions import CIFAR10_CLASSES
 
     if not args.pretrained and args.data is None:
         raise DiffsecError("train-t2i needs --data (to train) or --pretrained (to load)")

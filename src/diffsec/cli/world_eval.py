@@ -95,12 +95,14 @@ def run_class(args: argparse.Namespace) -> None:
     from diffsec.imageset import load_labelled
     from diffsec.metrics.classify import class_report
     from diffsec.models.resnet_cifar import load_classifier
-    from diffsec.models.t2i import load_vae
+    from diffsec.models.t2i import load_vae, vae_roundtrip
 
     model = load_classifier(args.classifier)
     data = load_labelled(args.images, "--images", model.num_classes, channels=(1, 3))
     images = _take(data["images"], args.n, "--images")
     st = open_stage(args, "eval-class")
     st.add_inputs(images=args.images, classifier=args.classifier, vae_roundtrip=args.vae_roundtrip)
-    vae = load_vae(args.vae_roundtrip, st.device) if args.vae_roundtrip else None
-    _write_metrics(st, class_report(model, images, data["labels"][:len(images)], st.device, vae))
+    original = None
+    if args.vae_roundtrip:
+        original, images = images, vae_roundtrip(load_vae(args.vae_roundtrip, st.device), images)
+    _write_metrics(st, class_report(model, images, data["labels"][:len(images)], st.device, original))

@@ -92,7 +92,8 @@ def load_model(method: str, name: str, device, flag: str = "--model"):
     """regen: the StableDiffusionPipeline `name`; pdmpure: (pixel UNet, scheduler) of the DDPMPipeline
     `name` (a directory, an artifact holding one, or a hub id). One line naming `flag` if it fails."""
     from diffsec.models.ddpm import load_ddpm
-    from diffsec.models.pipelines import open_pipeline, pipeline_class
+    from diffsec.models.pipelines import pipeline_class
+    from diffsec.models.t2i import open_pipeline
 
     want = "StableDiffusionPipeline" if method == "regen" else "DDPMPipeline"
     if not name:

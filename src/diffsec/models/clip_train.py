@@ -18,8 +18,8 @@ import numpy as np
 from diffsec import resume
 from diffsec.errors import DiffsecError
 from diffsec.models import checks
+from diffsec.models.captions import PROMPT, TEMPLATES
 from diffsec.models.rng import rng_state, set_rng_state
-from diffsec.models.t2i import PROMPT, TEMPLATES
 
 
 def captions(class_names: list[str]) -> list[str]:

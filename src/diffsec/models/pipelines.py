@@ -32,18 +32,3 @@ def pipeline_class(name: str) -> str | None:
     f = Path(resolve_pipeline(name)) / "model_index.json"
     return json.loads(f.read_text()).get("_class_name") if f.is_file() else None
 
-
-def open_pipeline(name: str, flag: str = "--model", device: str = "cpu"):
-    """The StableDiffusionPipeline `name` names (see `resolve_pipeline`), or one line saying why not.
-
-    diffusers raises many exception types for a bad model directory or hub id; every one of them
-    ends here as a DiffsecError naming the flag, so no stage prints a traceback for a bad --model.
-    """
-    from diffsec.models.t2i import load_pipeline
-
-    where = resolve_pipeline(name, flag)
-    try:
-        return load_pipeline(where, device)
-    except Exception as e:  # noqa: BLE001 - see the docstring
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DiffsecError(f"{flag} {name}: cannot load a StableDiffusionPipeline ({why})") from None

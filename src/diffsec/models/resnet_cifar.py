@@ -18,11 +18,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from diffsec.errors import DiffsecError
+from diffsec.models.captions import CIFAR10_CLASSES
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
 # depth = 6n + 2; n basic blocks per stage
 ARCHS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
 

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
-# A few phrasings so the text encoder learns to read the class word, not one fixed string;
-# the first is the one sampling and textual inversion use.
-TEMPLATES = ("a photo of a {}", "a picture of a {}", "a blurry photo of a {}", "an image of a {}")
-PROMPT = TEMPLATES[0]
+from diffsec.errors import DiffsecError
+from diffsec.models.captions import PROMPT
+from diffsec.models.pipelines import resolve_pipeline
+
 # SD 1.5's schedule: T=1000, scaled_linear betas 0.00085 -> 0.012.
 SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                 beta_schedule="scaled_linear", prediction_type="epsilon", clip_sample=False,
@@ -171,3 +169,17 @@ def sample_classes(pipe, class_names, per_class: int, guidance: float, steps: in
                    output_type="np")
         images.append((out.images * 255).round().clip(0, 255).astype(np.uint8))
     return np.concatenate(images), labels, prompts
+
+
+def open_pipeline(name: str, flag: str = "--model", device: str = "cpu"):
+    """The StableDiffusionPipeline `name` names (see `resolve_pipeline`), or one line saying why not.
+
+    diffusers raises many exception types for a bad model directory or hub id; every one of them
+    ends here as a DiffsecError naming the flag, so no stage prints a traceback for a bad --model.
+    """
+    where = resolve_pipeline(name, flag)
+    try:
+        return load_pipeline(where, device)
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DiffsecError(f"{flag} {name}: cannot load a StableDiffusionPipeline ({why})") from None

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from diffsec import resume
 from diffsec.errors import DiffsecError
 from diffsec.models import checks
-from diffsec.models.t2i import TEMPLATES
+from diffsec.models.captions import TEMPLATES
 from diffsec.training import ema_update, warmup_decay, write_curves
 
 SNR_GAMMA = 5.0  # min-SNR-gamma loss weights (Hang et al. 2023)
@@ -338,7 +338,7 @@ def train_t2i(images: np.ndarray, labels: np.ndarray, class_names: list[str], mo
 
 def load_t2i(pretrained: str) -> Result:
     """A pretrained SD-shaped pipeline (hub id or local directory); nothing trained here."""
-    from diffsec.models.pipelines import open_pipeline
+    from diffsec.models.t2i import open_pipeline
 
     return Result(open_pipeline(pretrained, "--pretrained"), {"vae": [], "unet": []}, {"source": pretrained})
 

@@ -29,7 +29,7 @@ from diffsec.resume import Checkpoint
 
 def prompts_for(data: dict, mode: str, where: str) -> list[str]:
     """One prompt per image: 'a photo of a <class_name>' (mode 'class') or '' (mode 'empty')."""
-    from diffsec.models.t2i import PROMPT
+    from diffsec.models.captions import PROMPT
 
     n = len(data["images"])
     if mode == "empty":
