@@ -76,8 +76,10 @@ def add_stage(sub: argparse._SubParsersAction, name: str, func, summary: str, de
 
 
 def positive(**values: int) -> None:
-    from diffsec.errors import DiffsecError
+    """Each flag value is a finite number > 0 (the one check, `models.checks.positive`, named by flag)."""
+    from types import SimpleNamespace
 
-    for name, v in values.items():
-        if v <= 0:
-            raise DiffsecError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    from diffsec.models.checks import positive as check
+
+    flags = {f"--{name.replace('_', '-')}": v for name, v in values.items()}
+    check(SimpleNamespace(**flags), *flags)
