@@ -25,7 +25,7 @@ import torch
 from diffsec import resume
 from diffsec.backdoor.attacks import Attack, load_attack
 from diffsec.diffusion.sampling import sample
-from diffsec.errors import DiffsecError
+from diffsec.errors import DiffsecError, first_line
 
 
 @dataclass
@@ -64,7 +64,7 @@ def open_ddpm(model: Path, device, snapshot: int = 0, flag: str = "--model"):
         try:
             unet = UNet2DModel.from_pretrained(str(snap)).to(device).eval()
         except Exception as e:  # noqa: BLE001 - diffusers raises many types for a bad directory
-            why = (str(e).splitlines() or [type(e).__name__])[0]
+            why = first_line(e)
             raise DiffsecError(f"{snap}: cannot load the snapshot's UNet ({why})") from None
     return unet, sched
 

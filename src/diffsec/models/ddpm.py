@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from diffsec import resume
-from diffsec.errors import DiffsecError
+from diffsec.errors import DiffsecError, first_line
 from diffsec.models import checks
 from diffsec.models.rng import rng_state, set_rng_state
 from diffsec.training import ema_update, write_curves
@@ -133,7 +133,7 @@ def load_ddpm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu
     try:
         pipe = DDPMPipeline.from_pretrained(where)
     except Exception as e:  # noqa: BLE001 - diffusers raises many types for a bad directory or id
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        why = first_line(e)
         raise DiffsecError(f"{flag} {name_or_path}: cannot load a DDPMPipeline ({why})") from None
     return pipe.unet.to(device).eval(), pipe.scheduler
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffsec.errors import DiffsecError
+from diffsec.errors import DiffsecError, first_line
 from diffsec.models.captions import PROMPT
 from diffsec.models.pipelines import resolve_pipeline
 
@@ -124,7 +124,7 @@ def load_vae(model: str | os.PathLike, device="cpu", flag: str = "--vae-roundtri
     try:
         vae = AutoencoderKL.from_pretrained(where, subfolder="vae")
     except Exception as e:  # noqa: BLE001 - diffusers raises many types for a bad directory
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        why = first_line(e)
         raise DiffsecError(f"{flag} {model}: cannot load the pipeline's VAE ({why})") from None
     return vae.to(device).eval()
 
@@ -181,5 +181,5 @@ def open_pipeline(name: str, flag: str = "--model", device: str = "cpu"):
     try:
         return load_pipeline(where, device)
     except Exception as e:  # noqa: BLE001 - see the docstring
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        why = first_line(e)
         raise DiffsecError(f"{flag} {name}: cannot load a StableDiffusionPipeline ({why})") from None
