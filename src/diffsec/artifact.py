@@ -110,8 +110,21 @@ class Artifact:
             "host": platform.node(),
             "command": " ".join(sys.argv),
             "wall_time_s": round(time.time() - self._t0, 3),
+            "resources": _resources(),
             **self.extra,
         }
+
+
+def _resources() -> dict[str, float]:
+    """This process's peak resident memory and CPU seconds so far (Linux ru_maxrss is in KiB), and
+    whether it was a warm-start child (diffsec.warm). Written by the stage itself, since
+    Snakemake's benchmark file sees only the thin client of a warm-start child; such a child does
+    not count the server's pages it never touched, so its peak is below a cold run's."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"peak_rss_mib": round(ru.ru_maxrss / 1024, 1), "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
+            "warm_start": bool(os.environ.get("DIFFSEC_WARM_CHILD"))}
 
 
 def check_out(out: str | os.PathLike, stage: str, protect: Iterable[str | os.PathLike | None] = ()) -> Path:

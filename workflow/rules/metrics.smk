@@ -28,6 +28,7 @@ rule sample_ddpm:
             n=METRICS["fid_samples"],
             sampler=METRICS["sampler"],
             steps=METRICS["sampler_steps"],
+            batch_size=METRICS["sample_batch"],
         ),
     shell:
         "diffsec sample-ddpm --model {input.model:q} {params.flags} --out {output:q} {params.run} --threads {threads} "

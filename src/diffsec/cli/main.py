@@ -42,8 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run one stage; an expected failure is ONE stderr line `diffsec <stage>: error: ...`, rc 2.
 
     Expected failures are DiffsecError and OS errors that name a file (a missing, unreadable or
-    unwritable path given to the stage); anything else is a bug and keeps its traceback.
+    unwritable path given to the stage); anything else is a bug and keeps its traceback. Inside a
+    Snakemake run with a warm-start server (`diffsec.warm`) the stage runs in a child forked from it.
     """
+    from diffsec import warm
+
+    code = warm.forward(sys.argv[1:] if argv is None else list(argv))
+    if code is not None:
+        return code
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--n", type=int, default=1000, help="number of samples")
     p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
     p.add_argument("--steps", type=int, default=100, help="DDIM steps (ddpm uses all T)")
-    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--batch-size", type=int, default=64, help="images per sampling batch (speed and memory only)")
     p.add_argument("--ckpt-every", type=int, default=1, help="checkpoint period (batches) for resume")
     p = add_stage(sub, "eval-fid", run_fid, "FID and precision/recall of two image sets",
                "FID and Kynkaenniemi precision/recall (k=3) between a generated and a reference image set, "
