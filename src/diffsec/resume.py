@@ -132,6 +132,35 @@ class Checkpoint:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
+def _part(ckpt: Checkpoint, c: int) -> Path:
+    return ckpt.path / f"part-{c:05d}.pt"
+
+
+def finished_parts(ckpt: Checkpoint) -> list[dict[str, Any]]:
+    """The batch outputs an earlier attempt of this very run finished, in order (none after a
+    fresh start): for stages whose batches are independent (sampling, scoring), so that a
+    killed job resumes at the next batch without rewriting what it has."""
+    import torch
+
+    state = ckpt.load()
+    return [] if state is None else [torch.load(_part(ckpt, c), weights_only=True)
+                                     for c in range(int(state["parts"]))]
+
+
+def keep_part(ckpt: Checkpoint, c: int, part: dict[str, Any], n_batches: int) -> None:
+    """Batch c's outputs (a dict of tensors) go into the checkpoint directory once, a file each,
+    then the state counts them; every `ckpt.every` batches, never after the last."""
+    import torch
+
+    if not ckpt.due(c + 1, n_batches):
+        return
+    ckpt.path.mkdir(parents=True, exist_ok=True)
+    tmp = _part(ckpt, c).with_suffix(".tmp")
+    torch.save(part, tmp)
+    os.replace(tmp, _part(ckpt, c))
+    ckpt.save({"parts": c + 1}, c + 1)
+
+
 def disabled() -> Checkpoint:
     """A checkpoint that never saves or loads (library calls outside a stage, tests)."""
     return Checkpoint(None, key="")

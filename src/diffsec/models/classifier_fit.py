@@ -60,11 +60,13 @@ def _epoch(model, inputs, labels, opt, sched, gen, batch_size: int, epoch: int, 
 
 def fit(model: torch.nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], labels: torch.Tensor,
         opt, sched, cfg: FitConfig, gen: torch.Generator, desc: str,
-        heldout: tuple[np.ndarray, np.ndarray] | None = None, ckpt: resume.Checkpoint | None = None) -> list[dict]:
+        heldout: tuple[np.ndarray, np.ndarray] | None = None, ckpt: resume.Checkpoint | None = None,
+        after_epoch: Callable[[int, float | None], None] | None = None) -> list[dict]:
     """Cross-entropy epochs over a seeded permutation; `inputs(idx)` turns a CPU index batch into
     the model's input (drawing any augmentation from `gen` itself, after the permutation). One
     curve row per step, held-out accuracy (`model.predict`) at each epoch's end, where the state
-    is checkpointed (`ckpt.every` epochs)."""
+    is checkpointed (`ckpt.every` epochs) and `after_epoch(epoch, heldout_acc)` is called (e.g. to
+    keep the weights of the best epoch)."""
     from tqdm import tqdm
 
     ckpt, device = ckpt or resume.disabled(), labels.device
@@ -79,6 +81,8 @@ def fit(model: torch.nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], 
         _epoch(model, inputs, labels, opt, sched, gen, cfg.batch_size, epoch, curve, t0, bar)
         if heldout is not None:
             curve[-1]["heldout_acc"] = float((model.predict(heldout[0]) == heldout[1]).mean())
+        if after_epoch is not None:
+            after_epoch(epoch, curve[-1]["heldout_acc"])
         if ckpt.due(epoch, cfg.epochs):
             ckpt.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                        "gen": gen.get_state(), "rng": rng_state(device), "curve": curve}, epoch)

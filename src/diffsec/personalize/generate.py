@@ -21,7 +21,7 @@ import torch
 
 from diffsec.errors import DiffsecError
 from diffsec.personalize.tokens import install_tokens
-from diffsec.resume import Checkpoint, disabled
+from diffsec.resume import Checkpoint, disabled, finished_parts, keep_part
 
 SAMPLERS = ("dpm", "ddim")
 
@@ -90,29 +90,6 @@ class GenerateConfig:
             raise DiffsecError(f"unknown sampler {self.sampler!r} ({' | '.join(SAMPLERS)})")
 
 
-def _part(ckpt: Checkpoint, c: int) -> Path:
-    return ckpt.path / f"part-{c:05d}.pt"
-
-
-def _finished(ckpt: Checkpoint) -> list[np.ndarray]:
-    """The batches an earlier attempt of this very run finished (none after a fresh start)."""
-    state = ckpt.load()
-    return [] if state is None else [torch.load(_part(ckpt, c), weights_only=True).numpy()
-                                     for c in range(int(state["parts"]))]
-
-
-def _keep(ckpt: Checkpoint, c: int, images: np.ndarray, n_batches: int) -> None:
-    """Batch c's images go into the checkpoint directory once (a part each, so the state stays
-    small and no batch is rewritten), then the state counts it."""
-    if not ckpt.due(c + 1, n_batches):
-        return
-    ckpt.path.mkdir(parents=True, exist_ok=True)
-    tmp = _part(ckpt, c).with_suffix(".tmp")
-    torch.save(torch.from_numpy(images), tmp)
-    os.replace(tmp, _part(ckpt, c))
-    ckpt.save({"parts": c + 1}, c + 1)
-
-
 @torch.no_grad()
 def generate_ti(pipe, embeddings: dict[str, torch.Tensor], meta: dict[str, dict], templates: list[str],
                 cfg: GenerateConfig, seed: int, ckpt: Checkpoint | None = None,
@@ -138,14 +115,14 @@ def generate_ti(pipe, embeddings: dict[str, torch.Tensor], meta: dict[str, dict]
     jobs = [(r, j, i) for r in range(len(names)) for j in range(len(templates)) for i in range(cfg.per_prompt)]
     prompts = [format_prompt(templates[j], tokens[r], meta[names[r]]["class"], cfg.with_class) for r, j, _ in jobs]
     starts = range(0, len(jobs), cfg.batch)
-    out = _finished(ckpt)
+    out = [p["images"].numpy() for p in finished_parts(ckpt)]
     bar = tqdm(total=len(jobs), initial=sum(map(len, out)), desc=f"generate ({len(names)} runs)", unit=" img")
     for c, s in list(enumerate(starts))[len(out):]:
         lat_b = torch.stack([latents[r, j * cfg.per_prompt + i] for r, j, i in jobs[s:s + cfg.batch]])
         res = pipe(prompt=prompts[s:s + cfg.batch], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
                    latents=lat_b.to(pipe.device, pipe.unet.dtype), height=size, width=size, output_type="np")
         out.append((res.images * 255).round().clip(0, 255).astype(np.uint8))
-        _keep(ckpt, c, out[-1], len(starts))
+        keep_part(ckpt, c, {"images": torch.from_numpy(out[-1])}, len(starts))
         bar.update(len(out[-1]))
     bar.close()
     run = np.array([names[r] for r, _, _ in jobs])

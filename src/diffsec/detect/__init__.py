@@ -1,0 +1,1 @@
+"""Detecting diffusion-generated images (SeDID) and membership inference on diffusion models."""
