@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from diffsec.config import validate_config
 from diffsec import warm
 from diffsec.errors import DiffsecError
-from diffsec.plan import invisible_plan, szt_plan
+from diffsec.plan import invisible_plan, sedid_plan, szt_plan
 
 try:
     validate_config(
@@ -32,6 +32,7 @@ try:
     )
     SZT_PLAN = szt_plan(config["szt"])
     INV_PLAN = invisible_plan(config["invisible"])
+    SEDID_PLAN = sedid_plan(config["sedid"], config["metrics"]["fid_samples"])
 except DiffsecError as e:
     print(e, file=sys.stderr)
     sys.exit(1)
@@ -44,6 +45,7 @@ include: "workflow/rules/poison.smk"
 include: "workflow/rules/personalize.smk"
 include: "workflow/rules/backdoor.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/detection.smk"
 include: "workflow/rules/tables.smk"
 
 
@@ -77,4 +79,5 @@ rule all:
         expand("results/tables/{table}.csv", table=TABLES),
         "results/tables/invisible_diffusion.csv",
         "results/tables/invisible_ablation.csv",
+        "results/tables/sedid.csv",
         "results/data/dreambooth",

@@ -100,14 +100,16 @@ def planned_after_override(smoke_dir, mirror, tmp_path, yaml_text: str) -> dict[
 
 def test_world_hyperparameter_reruns_only_dependents(smoke_dir, mirror, tmp_path):
     jobs = planned_after_override(smoke_dir, mirror, tmp_path, "worlds:\n  ddpm:\n    lr: 0.002\n")
-    # the DDPM world is also the PDMPure purifier of the SZT slice (its column reruns) and the base
-    # model every InvisibleDiffusion attack fine-tunes (that whole slice reruns); nothing else
+    # the DDPM world is also the PDMPure purifier of the SZT slice (its column reruns), the base
+    # model every InvisibleDiffusion attack fine-tunes and the model SeDID inverts (both slices
+    # rerun); nothing else
     assert jobs == {"train_ddpm": 1, "sample_ddpm": 1, "fid_ddpm_vs_test": 1, "table_worlds": 1,
                     "purify_set": 7, "train_ti": 1, "generate_ti": 1, "eval_ti": 1, "table_szt": 1,
                     "figure_ti_grid": 1,
                     "backdoor_train": 7, "backdoor_sample": 16, "backdoor_eval": 16,
                     "figure_backdoor_trajectories": 1, "figure_backdoor_targets": 1,
-                    "figure_backdoor_ablation": 1, "table_invisible": 1, "table_invisible_ablation": 1}, jobs
+                    "figure_backdoor_ablation": 1, "table_invisible": 1, "table_invisible_ablation": 1,
+                    "sample_sedid": 1, "sedid_score": 4, "sedid_eval": 3, "figure_sedid": 1, "table_sedid": 1}, jobs
 
 
 def test_invisible_attack_setting_reruns_only_that_attack(smoke_dir, mirror, tmp_path):
@@ -212,6 +214,25 @@ def test_invisible_tables_filled(smoke_dir):
     assert [r for r in ablation if r["table"] == "invisible_one_image" and r["metric"] == "mse"]
     for fig in ("trajectories/trajectories.png", "targets/targets.png", "ablation/lambda.png", "ablation/steps.png"):
         assert (smoke_dir / "results/figures/invisible" / fig).is_file(), fig
+
+
+def test_sedid_tables_filled(smoke_dir):
+    """Tables 1 and 2 measured for CIFAR-10 with the paper's AUC / ACC beside every cell, the other
+    datasets listed as not run, the three controls filled, the figures drawn."""
+    from diffsec.tables import read_table
+
+    rows = read_table(smoke_dir / "results/tables/sedid.csv")
+    assert {r["table"] for r in rows} == {"sedid_stat", "sedid", "sedid_controls"}
+    cifar = [r for r in rows if r["column"] == "CIFAR-10"]
+    assert len(cifar) == (6 + 3) * 4   # t_SEC rows and methods x AUC, ACC, TPR@1%, TPR@0.1%
+    for r in cifar:
+        assert 0.0 <= float(r["value"]) <= 1.0
+        assert (r["paper_value"] != "") == (r["metric"] in ("auc", "acc"))
+    assert all(r["value"].startswith("not run") for r in rows if r["column"] in ("Tiny-ImageNet", "CelebA"))
+    controls = [r for r in rows if r["table"] == "sedid_controls"]
+    assert len({r["row"] for r in controls}) == 3 and len(controls) == 3 * 3 * 4
+    for fig in ("step_sweep", "stat_vs_t", "tpr_vs_t", "roc", "maps"):
+        assert (smoke_dir / f"results/figures/sedid/{fig}.png").is_file(), fig
 
 
 def test_dvc_push_clone_pull_restores_results(smoke_dir, mirror, tmp_path):

@@ -354,6 +354,47 @@ def ablation_steps(wildcards):
     )
 
 
+# SeDID: scored set -> (images input, the image file inside it, CLI flags)
+SEDID = config["sedid"]
+
+SEDID_SETS = {
+    "real": (
+        "results/data/cifar10",
+        "train.npz",
+        dict(n=SEDID["real"]["n"], pick="random", sweep_n=SEDID["sweep"]["n"]),
+    ),
+    "ddpm": (
+        "results/samples/sedid-ddpm",
+        "samples.npz",
+        dict(sweep_n=SEDID["sweep"]["n"]),
+    ),
+    "jpeg": (
+        "results/samples/sedid-ddpm",
+        "samples.npz",
+        dict(jpeg=SEDID["jpeg_control"]),
+    ),
+    "ddim": (
+        "results/samples/ddpm-cifar10",
+        "samples.npz",
+        dict(n=SEDID_PLAN.ddim_n, pick="first"),
+    ),
+}
+
+
+def sedid_score_flags(wildcards):
+    folder, name, extra = SEDID_SETS[wildcards.scored]
+    return flags(
+        images=f"{folder}/{name}",
+        k=SEDID["k"],
+        t_secs=SEDID["t_secs"],
+        loss_ts=SEDID["loss_ts"],
+        sweep_ks=SEDID["sweep"]["ks"],
+        sweep_t=SEDID["sweep"]["t"],
+        batch_size=SEDID.get("batch_size", 64),
+        **extra,
+    )
+
+
 # Every wildcard of every rule, matched against exactly the names the config defines.
 wildcard_constraints:
     source=alternatives(SOURCE_NAMES),
@@ -368,3 +409,5 @@ wildcard_constraints:
     sampler="ddpm|ddim",
     variant=r"final|step-\d+",
     table=alternatives(TABLES),
+    scored=alternatives(SEDID_PLAN.sets),
+    generated=alternatives(SEDID_PLAN.generated),

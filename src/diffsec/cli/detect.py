@@ -30,6 +30,32 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (speed and memory only)")
     p.add_argument("--ckpt-every", type=int, default=1, help="checkpoint period (batches) for resume")
 
+    p = add_stage(sub, "sedid-eval", run_eval, "SeDID's detection figures for one generated set against the real set",
+                  "Split real (label 0) and generated (label 1) images once (seeded, stratified); pick the t_SEC "
+                  "of Stat and the loss attack's timestep by AUC on the NN split; train SeDID_NNs (CIFAR "
+                  "ResNet-18 on the error maps at that t_SEC, epoch chosen on a validation part of the NN "
+                  "split); report every method on the test split. Writes metrics.json, roc.npz, the NN's "
+                  "weights and its curve.")
+    p.add_argument("--label", required=True, help="the generated set's name in the tables (ddpm, jpeg, ddim)")
+    p.add_argument("--real", type=Path, required=True, help="sedid-score artifact of the real images")
+    p.add_argument("--generated", type=Path, required=True, help="sedid-score artifact of the generated images")
+    p.add_argument("--train-frac", type=float, default=0.1, help="share of the images the NN may see (paper: 0.1)")
+    p.add_argument("--val-frac", type=float, default=0.2, help="share of the NN split that selects its epoch")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3, help="SGD learning rate (momentum 0.9, weight decay 5e-4)")
+
+    p = add_stage(sub, "figure-sedid", run_figures, "SeDID's figures",
+                  "Step-size sweep (Fig. 2), Stat against t_SEC with the paper's CIFAR-10 curve (Fig. 3), TPR at "
+                  "low FPR against t_SEC (Fig. 4), ROC curves of the three methods, and real vs generated "
+                  "images beside their error maps, from a sedid-eval artifact and the two sedid-score ones.")
+    p.add_argument("--eval", type=Path, required=True, help="sedid-eval artifact (the paper's generated set)")
+    p.add_argument("--real", type=Path, required=True, help="sedid-score artifact of the real images")
+    p.add_argument("--generated", type=Path, required=True, help="sedid-score artifact of the generated images")
+    p.add_argument("--real-images", type=Path, required=True, help="the image set the real scores index")
+    p.add_argument("--generated-images", type=Path, required=True, help="the generated image set")
+    p.add_argument("--n-images", type=int, default=8, help="images per row of the error-map grid")
+
 
 def _pick(images, n: int, how: str, seed: int):
     import numpy as np
@@ -43,6 +69,18 @@ def _pick(images, n: int, how: str, seed: int):
     if how == "first":
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))
+
+
+def _scheduler_config(where: str) -> dict:
+    """The DDPM pipeline's scheduler config, read before any weights (the grid is checked first)."""
+    from diffusers import DDPMScheduler
+
+    from diffsec.errors import DiffsecError, first_line
+
+    try:
+        return dict(DDPMScheduler.from_pretrained(where, subfolder="scheduler").config)
+    except Exception as e:  # noqa: BLE001 - diffusers raises many types for a bad directory
+        raise DiffsecError(f"--model {where}: no readable DDPM scheduler ({first_line(e)})") from None
 
 
 def run_score(args: argparse.Namespace) -> None:
@@ -64,17 +102,91 @@ def run_score(args: argparse.Namespace) -> None:
     idx = _pick(images, args.n, args.pick, args.seed)
     if not 0 <= args.jpeg <= 100:
         raise DiffsecError(f"--jpeg must be a quality in 1..100 (0 = none), got {args.jpeg}")
-    st = open_stage(args, "sedid-score")
-    unet, sched = ddpm.load_ddpm(where, st.device, "--model")
-    abar = alphas_cumprod(dict(sched.config))
+    abar = alphas_cumprod(_scheduler_config(where))
     try:
         cfg.check(len(abar))
     except ValueError as e:
         raise DiffsecError(str(e)) from None
+    st = open_stage(args, "sedid-score")
+    unet, sched = ddpm.load_ddpm(where, st.device, "--model")
     chosen = jpeg(images[idx], args.jpeg) if args.jpeg else images[idx]
     out = score_images(ddpm.unet_eps(unet.eval()), abar, chosen, cfg, st.device,
                        st.checkpoint(args.ckpt_every, model=where, images=args.images))
     with st.artifact() as art:
         np.savez(art.file("scores.npz"), index=idx, t_secs=np.array(cfg.t_secs), loss_ts=np.array(cfg.loss_ts),
-                 sweep_ks=np.array(cfg.sweep_ks), **out)
+                 sweep_ks=np.array(cfg.sweep_ks), sweep_t=np.array(cfg.sweep_t), **out)
         art.extra.update(n_images=int(len(idx)), n_sweep=int(len(out["sweep"])))
+
+
+def _scores(path: Path, flag: str) -> dict:
+    import numpy as np
+
+    from diffsec.errors import DiffsecError
+
+    f = path / "scores.npz"
+    if not f.is_file():
+        raise DiffsecError(f"{flag} {path}: not a sedid-score artifact (no scores.npz)")
+    with np.load(f, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    import json
+
+    import numpy as np
+
+    from diffsec.detect.evaluate import evaluate
+    from diffsec.detect.nn import NNConfig
+    from diffsec.errors import DiffsecError
+    from diffsec.models.classifier_fit import write_curves
+
+    cfg = NNConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    real, gen = _scores(args.real, "--real"), _scores(args.generated, "--generated")
+    for key in ("t_secs", "loss_ts", "sweep_ks"):
+        if not np.array_equal(real[key], gen[key]):
+            raise DiffsecError(f"--real and --generated were scored on different {key} "
+                               f"({real[key].tolist()} vs {gen[key].tolist()})")
+    st = open_stage(args, "sedid-eval")
+    st.add_inputs(real=args.real, generated=args.generated)
+    try:
+        metrics, test, curve = evaluate(real, gen, cfg, args.train_frac, args.val_frac, st.device)
+    except ValueError as e:
+        raise DiffsecError(str(e)) from None
+    with st.artifact() as art:
+        art.file("metrics.json").write_text(json.dumps({"label": args.label, **metrics}, indent=2, sort_keys=True))
+        np.savez(art.file("roc.npz"), **test)
+        write_curves(curve, art.path, "SeDID_NNs (validation accuracy selects the epoch)")
+        art.extra["metrics"] = {"table2": metrics["table2"], "split": metrics["split"]}
+
+
+def run_figures(args: argparse.Namespace) -> None:
+    import json
+
+    import numpy as np
+
+    from diffsec.cli.common import positive
+    from diffsec.detect import figures
+    from diffsec.errors import DiffsecError
+    from diffsec.imageset import load_images
+
+    positive(n_images=args.n_images)
+    f = args.eval / "metrics.json"
+    if not f.is_file() or not (args.eval / "roc.npz").is_file():
+        raise DiffsecError(f"--eval {args.eval}: not a sedid-eval artifact (no metrics.json / roc.npz)")
+    m = json.loads(f.read_text())
+    real, gen = _scores(args.real, "--real"), _scores(args.generated, "--generated")
+    n = min(args.n_images, len(real["index"]), len(gen["index"]))
+    real_img = load_images(args.real_images, "--real-images")["images"][real["index"][:n]]
+    gen_img = load_images(args.generated_images, "--generated-images")["images"][gen["index"][:n]]
+    t = int(m["table2"]["stat"]["t"])
+    j = [int(x) for x in real["t_secs"]].index(t)
+    with np.load(args.eval / "roc.npz") as z:
+        roc = {k: z[k] for k in z.files}
+    st = open_stage(args, "figure-sedid")
+    st.add_inputs(eval=args.eval, real=args.real, generated=args.generated)
+    with st.artifact() as art:
+        if m["sweep"]:
+            figures.step_sweep(m["sweep"], int(gen["sweep_t"]), art.file("step_sweep.png"))
+        figures.over_t(m["table1"], art.file("stat_vs_t.png"), art.file("tpr_vs_t.png"))
+        figures.roc_curves(roc, m["table2"], art.file("roc.png"))
+        figures.image_grid(real_img, gen_img, real["maps"][:n, j], gen["maps"][:n, j], t, art.file("maps.png"))

@@ -4,6 +4,7 @@ Snakemake, no paths); a config the tables cannot be filled from raises a one-lin
 `config error: <key>: <why>`."""
 
 from diffsec.plan.invisible import InvisiblePlan, invisible_plan
+from diffsec.plan.sedid import SedidPlan, sedid_plan
 from diffsec.plan.szt import SztPlan, szt_plan
 
-__all__ = ["InvisiblePlan", "SztPlan", "invisible_plan", "szt_plan"]
+__all__ = ["InvisiblePlan", "SedidPlan", "SztPlan", "invisible_plan", "sedid_plan", "szt_plan"]

@@ -1,0 +1,110 @@
+"""SeDID's figures: AUC / ACC against the step size k (paper Fig. 2), Stat against t_SEC (Fig. 3),
+TPR at 1% and 0.1% FPR against t_SEC (Fig. 4), the ROC curves of the three methods on the test
+split, and real vs generated images beside their error maps.
+
+Error maps are shown as sum over channels of E_t, on one colour scale shared by every map of the
+figure (a map's brightness is comparable across images), in log10 so that the small errors of
+generated images stay visible.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+PAPER_T = {"auc": [0.4954, 0.5415, 0.5695, 0.5667, 0.8650, 0.8875], "acc": [0.5089, 0.5279, 0.5579, 0.5845, 0.7992,
+                                                                          0.8244]}
+PAPER_T_SECS = [165, 330, 495, 660, 825, 990]   # CIFAR-10 column of Table 1
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    _plt().close(fig)
+
+
+def step_sweep(sweep: dict, t_sec: int, path: Path) -> None:
+    """Fig. 2: AUC and best accuracy of Stat at `t_sec` for each step k."""
+    plt = _plt()
+    ks = sorted(sweep, key=int)
+    fig, ax = plt.subplots(figsize=(4.2, 3))
+    for metric, style in (("auc", "o-"), ("acc", "s--")):
+        ax.plot([int(k) for k in ks], [sweep[k][metric] for k in ks], style, label=metric.upper())
+    n = sweep[ks[0]]["n_generated"] + sweep[ks[0]]["n_real"]
+    ax.set(xlabel="step size k", ylabel="", title=f"SeDID_Stat at t_SEC {t_sec} ({n} images)", ylim=(0, 1.02))
+    ax.axhline(0.5, color="grey", lw=0.6)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def over_t(table1: dict, path_stat: Path, path_tpr: Path) -> None:
+    """Fig. 3 (AUC / ACC against t_SEC, the paper's CIFAR-10 values beside) and Fig. 4 (TPR at
+    1% and 0.1% FPR against t_SEC)."""
+    plt = _plt()
+    ts = sorted(table1, key=int)
+    x = [int(t) for t in ts]
+    fig, ax = plt.subplots(figsize=(4.2, 3))
+    for metric, style in (("auc", "o-"), ("acc", "s-")):
+        ax.plot(x, [table1[t][metric] for t in ts], style, label=f"{metric.upper()} ours")
+        ax.plot(PAPER_T_SECS, PAPER_T[metric], style.replace("-", ":"), alpha=0.6, label=f"{metric.upper()} paper")
+    ax.axhline(0.5, color="grey", lw=0.6)
+    ax.set(xlabel="t_SEC", ylim=(0, 1.02), title="SeDID_Stat on CIFAR-10 (test split)")
+    ax.legend(fontsize=7)
+    _save(fig, path_stat)
+    fig, ax = plt.subplots(figsize=(4.2, 3))
+    for metric, style in (("tpr@1%fpr", "o-"), ("tpr@0.1%fpr", "s-")):
+        ax.plot(x, [table1[t][metric] for t in ts], style, label=metric.upper())
+    n_real = table1[ts[0]]["n_real"]
+    ax.set(xlabel="t_SEC", ylim=(0, 1.02), title=f"SeDID_Stat TPR at low FPR ({n_real} real images)")
+    ax.legend(fontsize=8)
+    _save(fig, path_tpr)
+
+
+def roc_curves(roc: dict[str, np.ndarray], table2: dict, path: Path) -> None:
+    """ROC of the loss attack, Stat and NNs on the test split (exact, every threshold; log FPR)."""
+    from sklearn.metrics import roc_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    names = {"loss": "existing method (loss)", "stat": "SeDID_Stat", "nn": "SeDID_NNs"}
+    for key, name in names.items():
+        fpr, tpr, _ = roc_curve(roc["labels"], roc[key])
+        ax.plot(np.maximum(fpr, 1e-4), tpr, label=f"{name}, t {table2[key]['t']}: AUC {table2[key]['auc']:.3f}")
+    ax.plot([1e-4, 1], [1e-4, 1], color="grey", lw=0.6)
+    ax.set(xscale="log", xlabel="false positive rate (real called generated)", ylabel="true positive rate",
+           title=f"test split: {int(roc['labels'].sum())} generated, {int((1 - roc['labels']).sum())} real")
+    ax.legend(fontsize=7, loc="lower right")
+    _save(fig, path)
+
+
+def image_grid(real: np.ndarray, gen: np.ndarray, real_maps: np.ndarray, gen_maps: np.ndarray, t_sec: int,
+               path: Path) -> None:
+    """Rows: real images, their error maps, generated images, their error maps (maps N x C x H x W)."""
+    plt = _plt()
+    maps = np.log10(np.concatenate([real_maps, gen_maps]).sum(1) + 1e-12)
+    lo, hi = np.percentile(maps, [1, 99])
+    n = len(real)
+    fig, axes = plt.subplots(4, n, figsize=(1.05 * n, 4.6), squeeze=False)
+    rows = [("real", real), ("E (real)", maps[:n]), ("generated", gen), ("E (generated)", maps[n:])]
+    for r, (name, items) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.axis("off")
+            if items.ndim == 4:
+                ax.imshow(items[c], interpolation="nearest")
+            else:
+                ax.imshow(items[c], cmap="magma", vmin=lo, vmax=hi, interpolation="nearest")
+        axes[r, 0].text(-3, 16, name, ha="right", va="center", fontsize=8)
+    fig.suptitle(f"t-error maps at t_SEC {t_sec} (log10, one colour scale)", fontsize=9)
+    _save(fig, path)
+

@@ -1,0 +1,47 @@
+"""The SeDID slice of a config as plain data: the image sets scored and the generated sets evaluated.
+
+Sets scored (`sedid-score`), each against the DDPM world:
+
+- `real`: `sedid.real.n` training images of the world, drawn at random (seeded);
+- `ddpm`: `sedid.generated.n` DDPM-1000 (ancestral) samples of the world, the paper's sampler;
+- `jpeg`: the same samples re-encoded as JPEG at `sedid.jpeg_control` (the mirror's real CIFAR-10
+  images are JPEG q75 re-encodings: a detector that only finds JPEG would fail this control);
+- `ddim`: the first `sedid.generated.n` DDIM samples the worlds table draws (`sample_ddpm`), or
+  all `metrics.fid_samples` of them where that is fewer (`ddim_n`).
+
+Only `real` and `ddpm` enter the step-size sweep (Fig. 2). Each generated set is evaluated
+against `real` (`sedid-eval`, labelled by the set's name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from diffsec.errors import DiffsecError
+
+T = 1000   # the DDPM worlds' training timesteps
+GENERATED = ("ddpm", "jpeg", "ddim")
+SWEPT = ("real", "ddpm")
+
+
+@dataclass(frozen=True)
+class SedidPlan:
+    sets: tuple[str, ...]        # every scored set: real, then the generated ones
+    generated: tuple[str, ...]   # the sets evaluated against real
+    ddim_n: int                  # images of the ddim control
+
+
+def sedid_plan(sedid: dict[str, Any], fid_samples: int) -> SedidPlan:
+    """Plan of the `sedid` section; DiffsecError for a grid the stages would refuse.
+    `fid_samples`: how many DDIM samples the worlds table draws (the ddim set takes its first n)."""
+    k, t_secs, sweep = sedid["k"], sedid["t_secs"], sedid["sweep"]
+    for t in t_secs:
+        if t % k or t > T - 1:
+            raise DiffsecError(f"config error: sedid.t_secs: {t} is not a multiple of k = {k} below {T}")
+    for ks in sweep["ks"]:
+        if sweep["t"] % ks or sweep["t"] > T - 1:
+            raise DiffsecError(f"config error: sedid.sweep: t = {sweep['t']} is not a multiple of k = {ks} below {T}")
+    if any(t > T - 1 for t in sedid["loss_ts"]):
+        raise DiffsecError(f"config error: sedid.loss_ts: timesteps must be below {T}")
+    return SedidPlan(sets=("real", *GENERATED), generated=GENERATED, ddim_n=min(sedid["generated"]["n"], fid_samples))
