@@ -103,3 +103,15 @@ def test_paper_values_agree_with_themselves():
     assert p[("sedid", "SeDID_Stat", "CIFAR-10", "auc")] == pytest.approx(p[("sedid_stat", "t_SEC 990", "CIFAR-10",
                                                                                "auc")], abs=2e-4)
     assert p[("sedid_stat", "t_SEC 990", "CelebA", "auc")] == 0.0   # the fixed direction, kept
+
+
+def test_eval_of_a_set_scored_without_the_sweep(d, tmp_path):
+    """The controls are scored without the step-size sweep: their evaluation has no Fig. 2 data."""
+    import json
+
+    gen = tmp_path / "gen-nosweep"
+    assert main(["sedid-score", "--model", str(d / "ddpm"), "--images", str(d / "gen.npz"), *SCORE[:8],
+                 "--sweep-t", "990", "--batch-size", "2", *RUN, "--out", str(gen)]) == 0
+    assert main(["sedid-eval", "--label", "jpeg", "--real", str(d / "scores-real"), "--generated", str(gen),
+                 "--train-frac", "0.5", "--epochs", "1", "--batch-size", "4", *RUN, "--out", str(tmp_path / "e")]) == 0
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["sweep"] == {}

@@ -9,7 +9,7 @@ test split (the rest).
 - Table 2: the loss attack at the timestep, and Stat at the t_SEC, with the best AUC on the NN
   split (never the test split). SeDID_NNs is trained on the error maps at Stat's t_SEC.
 - Fig. 2: Stat at the sweep's t_SEC for each step k, on the sweep's images (no split: Stat
-  fits nothing).
+  fits nothing); empty where the generated set was scored without the sweep (the controls).
 
 Every entry has the exact figures (`metrics.roc.roc_report`: AUC, best accuracy, TPR at 1% and
 0.1% FPR) and the papers' grid variant under `grid_`, with the number of images behind it.
@@ -54,7 +54,9 @@ def evaluate(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], cfg: NNCon
     table2 = {"loss": {**_report(test_scores["loss"][pos], test_scores["loss"][neg]), "t": loss_ts[j_loss]},
               "stat": {**_report(test_scores["stat"][pos], test_scores["stat"][neg]), "t": t_secs[j_stat]},
               "nn": {**_report(nn_scores[pos], nn_scores[neg]), "t": t_secs[j_stat], "epoch": epoch}}
-    sweep = {int(k): _report(gen["sweep"][:, i], real["sweep"][:, i]) for i, k in enumerate(real["sweep_ks"])}
+    swept = len(gen["sweep"]) and len(real["sweep"])   # the controls skip the step-size sweep
+    sweep = {int(k): _report(gen["sweep"][:, i], real["sweep"][:, i]) for i, k in enumerate(real["sweep_ks"])
+             if swept}
     metrics = {"table1": table1, "table2": table2, "sweep": sweep,
                "split": {"train": int(len(s.train)), "val": int(len(s.val)), "test": int(len(test))}}
     return metrics, {"labels": labels[test], **{k: v[test] for k, v in test_scores.items()}}, curve
