@@ -115,3 +115,26 @@ def test_eval_of_a_set_scored_without_the_sweep(d, tmp_path):
     assert main(["sedid-eval", "--label", "jpeg", "--real", str(d / "scores-real"), "--generated", str(gen),
                  "--train-frac", "0.5", "--epochs", "1", "--batch-size", "4", *RUN, "--out", str(tmp_path / "e")]) == 0
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["sweep"] == {}
+
+
+def test_bench_sedid_counts_the_model_calls_it_times(d, tmp_path):
+    import json
+
+    from diffsec.detect.bench import terror_throughput
+    from diffsec.diffusion.inversion import alphas_cumprod
+    from diffsec.models.ddpm import build_scheduler
+
+    calls = []
+
+    def counting(x, t):
+        calls.append(len(x))
+        return torch.tanh(x)
+
+    rows = terror_throughput(counting, alphas_cumprod(dict(build_scheduler().config)), (3, 8, 8), [2], 330, [330, 660],
+                             repeats=1)
+    # warm-up + one timed batch, each: two inversion steps up to 660, one denoising step per t_SEC
+    assert len(calls) == 2 * rows[0]["model_calls_per_image"] == 2 * (2 + 2) and rows[0]["images_per_s"] > 0
+    out = tmp_path / "bench.json"
+    assert main(["bench-sedid", "--model", str(d / "ddpm"), "--batch-sizes", "2", "--repeats", "1", "--k", "330",
+                 "--t-secs", "330", "660", "--threads", "1", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())[0]["batch"] == 2

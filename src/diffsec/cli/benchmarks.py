@@ -50,6 +50,16 @@ def register(sub) -> None:
     p.add_argument("--ddim-steps", type=int, nargs="+", default=[50, 100])
 
 
+    p = _bench(sub, "bench-sedid", run_sedid, "SeDID scoring throughput (t-error maps per second)",
+               "Time SeDID's stepwise-error maps (deterministic DDIM inversion up the grid of step k, one "
+               "denoising step per t_SEC) on a pixel DDPM at several batch sizes.",
+               "train-ddpm artifact dir, or 'ddpm-cifar10-32' for that architecture with random weights")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 256])
+    p.add_argument("--k", type=int, default=165, help="grid step (paper: 165)")
+    p.add_argument("--t-secs", type=int, nargs="+", default=[165, 330, 495, 660, 825, 990])
+    p.add_argument("--repeats", type=int, default=2, help="timed batches per batch size")
+
+
 def run(args: argparse.Namespace) -> None:
     from diffsec.tables import benchmark_rows, benchmarks_markdown
 
@@ -112,3 +122,28 @@ def run_sampling(args: argparse.Namespace) -> None:
                                args.device)
     _report(args, f"{args.model}: {n_params(unet) / 1e6:.2f} M parameters, {args.device}, "
             f"{torch.get_num_threads()} threads", sampling_markdown(rows, args.ddim_steps), rows)
+
+
+def run_sedid(args: argparse.Namespace) -> None:
+    from diffsec.detect.bench import terror_throughput
+    from diffsec.diffusion.inversion import alphas_cumprod
+    from diffsec.errors import DiffsecError
+    from diffsec.models.ddpm import build_scheduler, load_ddpm, n_params, unet_eps
+    from diffsec.models.shapes import ddpm_cifar10_32_unet
+    from diffsec.tables import markdown_table
+
+    torch = _threads(args)
+    unet, sched = (ddpm_cifar10_32_unet(), build_scheduler()) if args.model == "ddpm-cifar10-32" else \
+        load_ddpm(args.model)
+    unet = unet.to(args.device).eval()
+    size = unet.config.sample_size
+    try:
+        rows = terror_throughput(unet_eps(unet), alphas_cumprod(dict(sched.config)).to(args.device), (3, size, size),
+                                 args.batch_sizes, args.k, args.t_secs, args.repeats, args.device)
+    except ValueError as e:
+        raise DiffsecError(str(e)) from None
+    table = markdown_table(["batch", "s / batch", "images / s", "model calls / image"],
+                           [[str(r["batch"]), f"{r['s_per_batch']:.3f}", f"{r['images_per_s']:.2f}",
+                             str(r["model_calls_per_image"])] for r in rows], "rrrr")
+    _report(args, f"{args.model}: {n_params(unet) / 1e6:.2f} M parameters, {args.device}, "
+            f"{torch.get_num_threads()} threads, k {args.k}, t_SEC {args.t_secs}", table, rows)
