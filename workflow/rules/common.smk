@@ -381,10 +381,16 @@ SEDID_SETS = {
 }
 
 
+def sedid_image_file(scored):
+    """The image file a scored set reads, inside its input folder."""
+    folder, name, _ = SEDID_SETS[scored]
+    return f"{folder}/{name}"
+
+
 def sedid_score_flags(wildcards):
-    folder, name, extra = SEDID_SETS[wildcards.scored]
+    extra = SEDID_SETS[wildcards.scored][2]
     return flags(
-        images=f"{folder}/{name}",
+        images=sedid_image_file(wildcards.scored),
         k=SEDID["k"],
         t_secs=SEDID["t_secs"],
         loss_ts=SEDID["loss_ts"],

@@ -104,8 +104,8 @@ rule figure_sedid:
         eval="results/detect/eval/ddpm",
         real="results/detect/scores/real",
         generated="results/detect/scores/ddpm",
-        real_images="results/data/cifar10",
-        generated_images="results/samples/sedid-ddpm",
+        real_images=SEDID_SETS["real"][0],
+        generated_images=SEDID_SETS["ddpm"][0],
         code=code("figure-sedid"),
     output:
         report(
@@ -123,7 +123,9 @@ rule figure_sedid:
     threads: config["threads"]
     params:
         run=RUN,
+        real_images=sedid_image_file("real"),
+        generated_images=sedid_image_file("ddpm"),
     shell:
         "diffsec figure-sedid --eval {input.eval:q} --real {input.real:q} --generated {input.generated:q} "
-        "--real-images {input.real_images:q}/train.npz --generated-images {input.generated_images:q} "
+        "--real-images {params.real_images:q} --generated-images {params.generated_images:q} "
         "--out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"

@@ -108,7 +108,7 @@ def run_score(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise DiffsecError(str(e)) from None
     st = open_stage(args, "sedid-score")
-    unet, sched = ddpm.load_ddpm(where, st.device, "--model")
+    unet, _ = ddpm.load_ddpm(where, st.device, "--model")
     chosen = jpeg(images[idx], args.jpeg) if args.jpeg else images[idx]
     out = score_images(ddpm.unet_eps(unet.eval()), abar, chosen, cfg, st.device,
                        st.checkpoint(args.ckpt_every, model=where, images=args.images))

@@ -38,7 +38,7 @@ def evaluate(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], cfg: NNCon
     """(metrics, test-split scores of the three methods, NN training curve); `real` and `gen`
     are sedid-score outputs (stat, loss, maps, sweep, t_secs, loss_ts, sweep_ks)."""
     labels = np.r_[np.zeros(len(real["stat"]), int), np.ones(len(gen["stat"]), int)]
-    both = {k: np.concatenate([real[k], gen[k]]) for k in ("stat", "loss", "maps")}
+    both = {k: np.concatenate([real[k], gen[k]]) for k in ("stat", "loss")}
     s = split(labels, train_frac, val_frac, cfg.seed)
     fit_rows, test = np.r_[s.train, s.val], s.test
     t_secs, loss_ts = [int(t) for t in real["t_secs"]], [int(t) for t in real["loss_ts"]]
@@ -47,9 +47,10 @@ def evaluate(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], cfg: NNCon
     table1 = {t: _report(both["stat"][pos, j], both["stat"][neg, j]) for j, t in enumerate(t_secs)}
     j_stat = _best_column(both["stat"], labels, fit_rows)
     j_loss = _best_column(both["loss"], labels, fit_rows)
-    model, curve, epoch = train_detector(both["maps"][:, j_stat], labels, s, cfg, device)
+    maps = np.concatenate([real["maps"][:, j_stat], gen["maps"][:, j_stat]])   # the NN sees one t_SEC
+    model, curve, epoch = train_detector(maps, labels, s, cfg, device)
     nn_scores = np.zeros(len(labels), np.float32)
-    nn_scores[test] = model.scores(both["maps"][test, j_stat])
+    nn_scores[test] = model.scores(maps[test])
     test_scores = {"loss": both["loss"][:, j_loss], "stat": both["stat"][:, j_stat], "nn": nn_scores}
     table2 = {"loss": {**_report(test_scores["loss"][pos], test_scores["loss"][neg]), "t": loss_ts[j_loss]},
               "stat": {**_report(test_scores["stat"][pos], test_scores["stat"][neg]), "t": t_secs[j_stat]},

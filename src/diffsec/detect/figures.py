@@ -13,9 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-PAPER_T = {"auc": [0.4954, 0.5415, 0.5695, 0.5667, 0.8650, 0.8875], "acc": [0.5089, 0.5279, 0.5579, 0.5845, 0.7992,
-                                                                          0.8244]}
-PAPER_T_SECS = [165, 330, 495, 660, 825, 990]   # CIFAR-10 column of Table 1
+
+def paper_curve(metric: str, t_secs: list[int]) -> list[float | None]:
+    """The paper's CIFAR-10 Table 1 value of `metric` at each t_SEC (None where it prints none)."""
+    from diffsec.paper import paper_values
+
+    p = paper_values("sedid")
+    return [p.get(("sedid_stat", f"t_SEC {t}", "CIFAR-10", metric)) for t in t_secs]
 
 
 def _plt():
@@ -56,7 +60,9 @@ def over_t(table1: dict, path_stat: Path, path_tpr: Path) -> None:
     fig, ax = plt.subplots(figsize=(4.2, 3))
     for metric, style in (("auc", "o-"), ("acc", "s-")):
         ax.plot(x, [table1[t][metric] for t in ts], style, label=f"{metric.upper()} ours")
-        ax.plot(PAPER_T_SECS, PAPER_T[metric], style.replace("-", ":"), alpha=0.6, label=f"{metric.upper()} paper")
+        paper = paper_curve(metric, x)
+        ax.plot([t for t, v in zip(x, paper, strict=True) if v is not None], [v for v in paper if v is not None],
+                style.replace("-", ":"), alpha=0.6, label=f"{metric.upper()} paper")
     ax.axhline(0.5, color="grey", lw=0.6)
     ax.set(xlabel="t_SEC", ylim=(0, 1.02), title="SeDID_Stat on CIFAR-10 (test split)")
     ax.legend(fontsize=7)

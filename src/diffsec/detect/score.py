@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from diffsec import resume
+from diffsec.detect.grid import check_grid, check_timesteps
 from diffsec.detect.loss import loss_scores
-from diffsec.detect.terror import check_grid, error_maps, stat_scores
+from diffsec.detect.terror import error_maps, stat_scores
 from diffsec.diffusion.inversion import EpsModel
 
 
@@ -39,8 +40,7 @@ class ScoreConfig:
         check_grid(self.k, self.t_secs, T)
         for k in self.sweep_ks:
             check_grid(k, [self.sweep_t], T)
-        if any(not 0 <= t < T for t in self.loss_ts):
-            raise ValueError(f"loss-attack timesteps must be in 0..{T - 1}, got {self.loss_ts}")
+        check_timesteps(self.loss_ts, T)
         if self.batch_size < 1 or self.sweep_n < 0:
             raise ValueError("batch size must be >= 1 and the sweep's image count >= 0")
 

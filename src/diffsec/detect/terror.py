@@ -23,16 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from diffsec.detect.grid import check_grid
 from diffsec.diffusion.inversion import EpsModel, invert, step
-
-
-def check_grid(k: int, t_secs: list[int], T: int) -> None:
-    """Every t_SEC is a positive multiple of k below T (ValueError naming the first that is not)."""
-    if k < 1:
-        raise ValueError(f"step k must be >= 1, got {k}")
-    for t in t_secs:
-        if t < k or t % k or t > T - 1:
-            raise ValueError(f"t_SEC {t} is not a multiple of k = {k} in {k}..{T - 1}")
 
 
 @torch.no_grad()

@@ -18,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from diffsec.detect.grid import check_grid, check_timesteps
 from diffsec.errors import DiffsecError
+from diffsec.paper.sedid import VARIANTS
 
 T = 1000   # the DDPM worlds' training timesteps
-GENERATED = ("ddpm", "jpeg", "ddim")
-SWEPT = ("real", "ddpm")
+GENERATED = tuple(VARIANTS)   # the generated sets the controls table names: ddpm, jpeg, ddim
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,12 @@ class SedidPlan:
 def sedid_plan(sedid: dict[str, Any], fid_samples: int) -> SedidPlan:
     """Plan of the `sedid` section; DiffsecError for a grid the stages would refuse.
     `fid_samples`: how many DDIM samples the worlds table draws (the ddim set takes its first n)."""
-    k, t_secs, sweep = sedid["k"], sedid["t_secs"], sedid["sweep"]
-    for t in t_secs:
-        if t % k or t > T - 1:
-            raise DiffsecError(f"config error: sedid.t_secs: {t} is not a multiple of k = {k} below {T}")
-    for ks in sweep["ks"]:
-        if sweep["t"] % ks or sweep["t"] > T - 1:
-            raise DiffsecError(f"config error: sedid.sweep: t = {sweep['t']} is not a multiple of k = {ks} below {T}")
-    if any(t > T - 1 for t in sedid["loss_ts"]):
-        raise DiffsecError(f"config error: sedid.loss_ts: timesteps must be below {T}")
+    checks = [("t_secs", lambda: check_grid(sedid["k"], sedid["t_secs"], T)),
+              ("sweep", lambda: [check_grid(k, [sedid["sweep"]["t"]], T) for k in sedid["sweep"]["ks"]]),
+              ("loss_ts", lambda: check_timesteps(sedid["loss_ts"], T))]
+    for key, check in checks:
+        try:
+            check()
+        except ValueError as e:
+            raise DiffsecError(f"config error: sedid.{key}: {e}") from None
     return SedidPlan(sets=("real", *GENERATED), generated=GENERATED, ddim_n=min(sedid["generated"]["n"], fid_samples))
