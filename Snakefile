@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from diffsec.config import validate_config
 from diffsec import warm
 from diffsec.errors import DiffsecError
-from diffsec.plan import invisible_plan, sedid_plan, szt_plan
+from diffsec.plan import invisible_plan, mia_plan, sedid_plan, szt_plan
 
 try:
     validate_config(
@@ -33,6 +33,7 @@ try:
     SZT_PLAN = szt_plan(config["szt"])
     INV_PLAN = invisible_plan(config["invisible"])
     SEDID_PLAN = sedid_plan(config["sedid"], config["metrics"]["fid_samples"])
+    MIA_PLAN = mia_plan(config["sedid"]["mia"])
 except DiffsecError as e:
     print(e, file=sys.stderr)
     sys.exit(1)
@@ -80,4 +81,5 @@ rule all:
         "results/tables/invisible_diffusion.csv",
         "results/tables/invisible_ablation.csv",
         "results/tables/sedid.csv",
+        "results/tables/sedid_mia.csv",
         "results/data/dreambooth",

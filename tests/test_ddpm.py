@@ -37,7 +37,8 @@ def _train(images, steps, ckpt=None, fail_at=None, monkeypatch=None):
         monkeypatch.setattr(ddpm, "ema_update", dying)
     # log_every 2 with checkpoints every 3 steps: a checkpoint falls inside an open log window
     cfg = ddpm.TrainConfig(steps=steps, batch_size=4, lr=1e-3, warmup=1, ema_decay=0.9, log_every=2, seed=0)
-    return ddpm.train_ddpm(unet, sched, to_float(images), cfg, ckpt)
+    ema, curve, _ = ddpm.train_ddpm(unet, sched, to_float(images), cfg, ckpt)
+    return ema, curve
 
 
 def test_killed_training_resumes_to_identical_weights(images, tmp_path, monkeypatch):

@@ -235,6 +235,29 @@ def test_sedid_tables_filled(smoke_dir):
         assert (smoke_dir / f"results/figures/sedid/{fig}.png").is_file(), fig
 
 
+def test_sedid_mia_table_filled(smoke_dir):
+    """sedid_mia: four methods at each kept epoch of the member-trained DDPM, no paper values, the
+    target trained on the saved members only, the figure drawn."""
+    import json
+
+    from diffsec.tables import read_table
+
+    rows = read_table(smoke_dir / "results/tables/sedid_mia.csv")
+    assert {r["table"] for r in rows} == {"sedid_mia"} and {r["paper_value"] for r in rows} == {""}
+    assert {r["column"] for r in rows} == {"4 epochs", "8 epochs"}   # smoke: 12 members, batch 8
+    assert {r["row"] for r in rows} == {"Loss attack", "SecMI_stat (k 10)", "SeDID_Stat", "SeDID_NNs"}
+    for r in rows:
+        assert 0.0 <= float(r["value"]) <= 1.0 or r["metric"] == "t", r
+    model = json.loads((smoke_dir / "results/detect/mia/model/manifest.json").read_text())
+    assert model["n_train_images"] == 12 and model["snapshots"] == [6] and model["params"]["steps"] == 12
+    assert (smoke_dir / "results/figures/sedid-mia/auc_vs_epochs.png").is_file()
+
+
+def test_secmi_setting_reruns_only_the_membership_scores(smoke_dir, mirror, tmp_path):
+    jobs = planned_after_override(smoke_dir, mirror, tmp_path, "sedid:\n  mia:\n    secmi: {t: 200, k: 10}\n")
+    assert jobs == {"mia_score": 4, "mia_eval": 2, "figure_sedid_mia": 1, "table_sedid_mia": 1}, jobs
+
+
 def test_dvc_push_clone_pull_restores_results(smoke_dir, mirror, tmp_path):
     """DVC round trip as the README documents it: push, fresh clone, pull, re-stamp, nothing to do."""
     pointers = sorted(smoke_dir.glob("results/**/*.dvc"))

@@ -401,6 +401,30 @@ def sedid_score_flags(wildcards):
     )
 
 
+# sedid_mia: the member / held-out sets scored by each kept model of the target DDPM
+MIA = SEDID["mia"]
+
+
+def mia_score_flags(wildcards):
+    """Scores of one group at one kept model: SeDID's grid and loss sweep, and SecMI's stat
+    (t, k) as the one-entry step sweep, on every image of the group."""
+    return flags(
+        images=f"results/data/cifar10-members/{wildcards.group}.npz",
+        snapshot=(
+            0
+            if wildcards.variant == "final"
+            else int(wildcards.variant.removeprefix("step-"))
+        ),
+        k=SEDID["k"],
+        t_secs=SEDID["t_secs"],
+        loss_ts=SEDID["loss_ts"],
+        sweep_ks=[MIA["secmi"]["k"]],
+        sweep_t=MIA["secmi"]["t"],
+        sweep_n=max(MIA["members"], MIA["heldout"]),
+        batch_size=SEDID.get("batch_size", 64),
+    )
+
+
 # Every wildcard of every rule, matched against exactly the names the config defines.
 wildcard_constraints:
     source=alternatives(SOURCE_NAMES),
@@ -417,3 +441,4 @@ wildcard_constraints:
     table=alternatives(TABLES),
     scored=alternatives(SEDID_PLAN.sets),
     generated=alternatives(SEDID_PLAN.generated),
+    group="members|heldout",

@@ -129,3 +129,153 @@ rule figure_sedid:
         "diffsec figure-sedid --eval {input.eval:q} --real {input.real:q} --generated {input.generated:q} "
         "--real-images {params.real_images:q} --generated-images {params.generated_images:q} "
         "--out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"
+
+
+# sedid_mia: the same scores as a membership-inference attack on a DDPM trained here on a saved
+# member subset (results/detect/mia/...); non-members are held-out training images.
+rule member_split:
+    input:
+        data="results/data/cifar10",
+        code=code("member-split"),
+    output:
+        directory("results/data/cifar10-members"),
+    log:
+        "logs/member_split.log",
+    benchmark:
+        "benchmarks/member_split.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        run=RUN,
+        flags=flags(members=MIA["members"], heldout=MIA["heldout"]),
+    shell:
+        "diffsec member-split --data {input.data:q}/train.npz {params.flags} --out {output:q} {params.run} "
+        "--threads {threads} > {log:q} 2>&1"
+
+
+rule train_mia_ddpm:
+    input:
+        data="results/data/cifar10-members",
+        code=code("train-ddpm"),
+    output:
+        report(
+            directory("results/detect/mia/model"),
+            patterns=["{name}.png"],
+            category="SeDID",
+            caption="../report/sedid_mia_model.rst",
+        ),
+    log:
+        "logs/train_mia_ddpm.log",
+    benchmark:
+        "benchmarks/train_mia_ddpm.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
+    params:
+        run=RUN,
+        flags=flags(
+            **MIA["world"], steps=MIA_PLAN.steps, snapshots=list(MIA_PLAN.snapshots)
+        ),
+    shell:
+        "diffsec train-ddpm --data {input.data:q}/members.npz {params.flags} --out {output:q} {params.run} "
+        "--threads {threads} > {log:q} 2>&1"
+
+
+rule mia_score:
+    input:
+        model="results/detect/mia/model",
+        images="results/data/cifar10-members",
+        code=code("sedid-score"),
+    output:
+        directory("results/detect/mia/scores/{variant}/{group}"),
+    log:
+        "logs/mia_score/{variant}/{group}.log",
+    benchmark:
+        "benchmarks/mia_score/{variant}/{group}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
+    params:
+        run=RUN,
+        flags=mia_score_flags,
+    shell:
+        "diffsec sedid-score --model {input.model:q} {params.flags} --out {output:q} {params.run} "
+        "--threads {threads} > {log:q} 2>&1"
+
+
+rule mia_eval:
+    input:
+        real="results/detect/mia/scores/{variant}/heldout",
+        generated="results/detect/mia/scores/{variant}/members",
+        code=code("sedid-eval"),
+    output:
+        directory("results/detect/mia/eval/{variant}"),
+    log:
+        "logs/mia_eval/{variant}.log",
+    benchmark:
+        "benchmarks/mia_eval/{variant}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
+    params:
+        run=RUN,
+        flags=lambda w: flags(label=f"mia-{w.variant}", **SEDID["nn"]),
+    shell:
+        "diffsec sedid-eval --real {input.real:q} --generated {input.generated:q} {params.flags} --out {output:q} "
+        "{params.run} --threads {threads} > {log:q} 2>&1"
+
+
+rule figure_sedid_mia:
+    input:
+        metrics=expand("results/detect/mia/eval/{variant}", variant=MIA_PLAN.variants),
+        model="results/detect/mia/model",
+        code=code("figure-sedid-mia"),
+    output:
+        report(
+            directory("results/figures/sedid-mia"),
+            patterns=["{name}.png"],
+            category="SeDID",
+            caption="../report/sedid_mia.rst",
+        ),
+    log:
+        "logs/figure_sedid_mia.log",
+    benchmark:
+        "benchmarks/figure_sedid_mia.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        run=RUN,
+        epochs=words(MIA_PLAN.epochs),
+    shell:
+        "diffsec figure-sedid-mia --metrics {input.metrics:q} --epochs {params.epochs} --model {input.model:q} "
+        "--out {output:q} {params.run} > {log:q} 2>&1"
+
+
+rule table_sedid_mia:
+    input:
+        metrics=expand("results/detect/mia/eval/{variant}", variant=MIA_PLAN.variants),
+        figures="results/figures/sedid-mia",
+        code=code("table-sedid-mia"),
+    output:
+        csv="results/tables/sedid_mia.csv",
+        md="results/tables/sedid_mia.md",
+    log:
+        "logs/table_sedid_mia.log",
+    benchmark:
+        "benchmarks/table_sedid_mia.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        profile=PROFILE,
+        seed=SEED,
+        epochs=words(MIA_PLAN.epochs),
+    shell:
+        "diffsec table-sedid-mia --metrics {input.metrics:q} --epochs {params.epochs} --profile {params.profile:q} "
+        "--seed {params.seed:q} --out {output:q} > {log:q} 2>&1"

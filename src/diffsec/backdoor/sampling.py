@@ -15,7 +15,6 @@ first `trajectory` samples of a set's first batch (Fig. 2).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,6 @@ import torch
 from diffsec import resume
 from diffsec.backdoor.attacks import Attack, load_attack
 from diffsec.diffusion.sampling import sample
-from diffsec.errors import DiffsecError, first_line
 
 
 @dataclass
@@ -43,48 +41,6 @@ class SampleConfig:
 class SampleSet:
     images: np.ndarray              # uint8 N x H x W x C
     trajectory: torch.Tensor | None  # frames x trajectory x C x H x W in [-1, 1] (noisy states leave it)
-
-
-def open_ddpm(model: Path, device, snapshot: int = 0, flag: str = "--model"):
-    """(unet, scheduler) of a train-ddpm / backdoor-train artifact (its EMA snapshot of a step, if
-    not 0); a directory that holds no loadable DDPMPipeline is one DiffsecError."""
-    from diffusers import UNet2DModel
-
-    from diffsec.models.ddpm import load_ddpm
-
-    if not (model / "pipeline" / "model_index.json").is_file():
-        raise DiffsecError(f"{flag} {model}: not a train-ddpm or backdoor-train artifact "
-                           "(no pipeline/model_index.json)")
-    snap = sampled_model(model, snapshot)
-    if not snap.is_dir():
-        raise DiffsecError(f"{model} has no snapshot of step {snapshot}")
-    with _quiet_loading():   # no progress bar: a later bad-input error stays the log's one line
-        unet, sched = load_ddpm(model / "pipeline", device, flag)
-    if snapshot:
-        try:
-            unet = UNet2DModel.from_pretrained(str(snap)).to(device).eval()
-        except Exception as e:  # noqa: BLE001 - diffusers raises many types for a bad directory
-            why = first_line(e)
-            raise DiffsecError(f"{snap}: cannot load the snapshot's UNet ({why})") from None
-    return unet, sched
-
-
-@contextlib.contextmanager
-def _quiet_loading():
-    from diffusers.utils import logging as dlog
-
-    was = dlog.is_progress_bar_enabled()
-    dlog.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            dlog.enable_progress_bar()
-
-
-def sampled_model(model: Path, snapshot: int) -> Path:
-    """The directory whose weights a run samples (hashed into its manifest)."""
-    return model / "snapshots" / f"step-{snapshot}" if snapshot else model / "pipeline"
 
 
 def read_attack(model: Path) -> Attack | None:

@@ -9,7 +9,6 @@ The maths of the objectives is in `attacks.py`, of the fine-tuning in `finetune.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,8 +61,8 @@ def load_world(model: Path, data: Path, mnist: Path | None, mist: Path | None, d
     from PIL import Image
 
     from diffsec.artifact import read_manifest
-    from diffsec.backdoor.sampling import open_ddpm
     from diffsec.imageset import load_imageset
+    from diffsec.models.ddpm import open_artifact
 
     try:
         dataset = read_manifest(data)["stage"].removeprefix("prepare-")
@@ -75,7 +74,7 @@ def load_world(model: Path, data: Path, mnist: Path | None, mist: Path | None, d
         if not files:
             raise DiffsecError(f"{mist} holds no image file")
         picture = np.asarray(Image.open(files[0]).convert("RGB"))
-    unet, sched = open_ddpm(model, device)
+    unet, sched = open_artifact(model, device)
     return World(unet, sched, load_imageset(data / "train.npz"), load_imageset(data / "test.npz"), dataset,
                  load_imageset(mnist / "heldout.npz") if mnist else None, picture)
 
@@ -124,14 +123,11 @@ def backdoor(world: World, spec: BackdoorSpec, cfg: FinetuneConfig, *, ckpt: res
 def write_backdoored(b: Backdoored, directory: Path, title: str) -> dict:
     """Write the artifact's files into `directory`; returns what the manifest adds."""
     from diffsec.imageset import save_imageset, save_png
-    from diffsec.models.ddpm import save_ddpm
+    from diffsec.models.ddpm import save_ddpm, save_snapshots
     from diffsec.training import write_curves
 
     save_ddpm(b.tuned.ema, b.scheduler, directory / "pipeline")
-    for step, state in b.tuned.snapshots.items():
-        snap = copy.deepcopy(b.tuned.ema)
-        snap.load_state_dict(state)
-        snap.save_pretrained(directory / "snapshots" / f"step-{step}", safe_serialization=True)
+    save_snapshots(b.tuned.ema, b.tuned.snapshots, directory)
     a, t, chain = b.attack, b.target, b.attack.chain()
     meta = save_attack(a, directory, target=t.spec, target_kind=t.kind, target_dataset=t.dataset,
                        target_label=t.label, one_image=t.one_image, chain_gamma=chain.gamma, chain_kappa=chain.kappa,

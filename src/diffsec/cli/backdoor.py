@@ -110,6 +110,7 @@ def run_train(args: argparse.Namespace) -> None:
 
 def run_sample(args: argparse.Namespace) -> None:
     from diffsec.backdoor import sampling as bs
+    from diffsec.models.ddpm import open_artifact, snapshot_dir
 
     _refuse([(args.n < 1, f"--n {args.n}: must be at least 1"),
              (args.batch_size < 1, f"--batch-size {args.batch_size}: must be at least 1"),
@@ -118,11 +119,11 @@ def run_sample(args: argparse.Namespace) -> None:
              (args.frames < 1, f"--frames {args.frames}: must be at least 1"),
              (args.ckpt_every < 0, f"--ckpt-every {args.ckpt_every}: must be 0 (none) or positive")])
     st = open_stage(args, "backdoor-sample")
-    unet, sched = bs.open_ddpm(args.model, st.device, args.snapshot)   # a bad --model / --snapshot fails here
+    unet, sched = open_artifact(args.model, st.device, args.snapshot)   # a bad --model / --snapshot fails here
     T = sched.config.num_train_timesteps
     _refuse([(args.sampler == "ddim" and args.steps > T, f"--steps {args.steps}: DDIM takes at most T = {T} steps")])
     cfg = bs.SampleConfig(args.sampler, args.steps, args.n, args.batch_size, args.trajectory, args.frames, args.seed)
-    ckpt = st.checkpoint(args.ckpt_every, model=bs.sampled_model(args.model, args.snapshot))
+    ckpt = st.checkpoint(args.ckpt_every, model=snapshot_dir(args.model, args.snapshot))
     sets = bs.sample_sets(unet, sched, bs.read_attack(args.model), cfg, ckpt=ckpt, device=st.device)
     with st.artifact() as art:
         bs.write_samples(sets, art.path)

@@ -37,9 +37,16 @@ def params_of(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str,
     for k, v in vars(args).items():
         if k in ("func", "stage", *skip) or callable(v):
             continue
-        out[k] = v if isinstance(v, (int, float, str, bool, type(None), list)) else str(v)
+        out[k] = _plain(v)
     json.dumps(out)
     return out
+
+
+def _plain(v: Any) -> Any:
+    """A flag value as JSON: numbers, strings, booleans and lists of them; anything else (a Path) as str."""
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v if isinstance(v, (int, float, str, bool, type(None), dict)) else str(v)
 
 
 def json_arg(text: str) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from pathlib import Path
 
 from diffsec.cli.common import add_stage, positive
 
@@ -43,6 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sam-checkpoint", default=None, help="SAM weights file (needed by --masker sam)")
     p.add_argument("--sam-model-type", default="vit_h", help="vit_h | vit_l | vit_b (default: vit_h)")
     p.add_argument("--concepts", nargs="*", default=[], help="only these subjects (default: all ten)")
+
+    p = add_stage(
+        sub, "member-split", member_split, "members and held-out non-members of an image set",
+        "Draw a seeded, class-stratified member set (what a membership-inference target trains on) and a "
+        "disjoint held-out set of the same source, into members.npz and heldout.npz with their indices.")
+    p.add_argument("--data", type=Path, required=True,
+                   help="labelled image set (npz), e.g. prepare-cifar10's train.npz")
+    p.add_argument("--members", type=int, default=1000, help="member images (default: 1000)")
+    p.add_argument("--heldout", type=int, default=1000, help="held-out non-member images (default: 1000)")
 
 
 @contextlib.contextmanager
@@ -91,3 +101,17 @@ def prepare_dreambooth(args: argparse.Namespace) -> None:
                              model_type=args.sam_model_type, device=str(st.device))
         build_dreambooth(art, src["source"], args.resolution, args.images_per_concept, masker, args.masker,
                          args.concepts or None)
+
+
+def member_split(args: argparse.Namespace) -> None:
+    from diffsec.cli.common import open_stage
+    from diffsec.data.members import member_split as split
+    from diffsec.data.members import write_members
+    from diffsec.imageset import load_labelled
+
+    data = load_labelled(args.data, "--data")
+    mem, held = split(data["labels"], args.members, args.heldout, args.seed)
+    st = open_stage(args, "member-split")
+    st.add_inputs(data=args.data)
+    with st.artifact() as art:
+        write_members(art, data, mem, held)

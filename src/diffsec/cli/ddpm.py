@@ -31,6 +31,8 @@ def register(sub) -> None:
     g.add_argument("--ema-decay", type=float, default=0.995)
     g.add_argument("--log-every", type=int, default=50, help="curve point: mean loss over this many steps")
     g.add_argument("--ckpt-every", type=int, default=250, help="checkpoint period (steps) for resume")
+    g.add_argument("--snapshots", type=json_arg, default=[],
+                   help="JSON list of steps whose EMA weights are also kept (snapshots/step-<n>/)")
     g = p.add_argument_group("sample grid")
     g.add_argument("--grid-samples", type=int, default=64)
     g.add_argument("--grid-sampler", choices=["ddim", "ddpm"], default="ddim")
@@ -48,7 +50,8 @@ def _configs(args: argparse.Namespace):
         return None, None, grid
     return (ddpm.DDPMConfig(args.resolution, args.channels, args.attention, args.layers_per_block),
             ddpm.TrainConfig(args.steps, args.batch_size, args.lr, args.warmup, args.ema_decay, args.log_every,
-                             args.seed), grid)
+                             args.seed, tuple(args.snapshots) if isinstance(args.snapshots, list) else (None,)),
+            grid)
 
 
 def run(args: argparse.Namespace) -> None:

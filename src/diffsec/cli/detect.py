@@ -14,6 +14,8 @@ def register(sub) -> None:
                   "k, the Stat score -sum E_t, the loss attack's score at each --loss-ts timestep, and the "
                   "Stat score on the grid of each --sweep-ks step (first --sweep-n images). Writes scores.npz.")
     p.add_argument("--model", type=Path, required=True, help="DDPM world (train-ddpm / install-world artifact)")
+    p.add_argument("--snapshot", type=int, default=0,
+                   help="score with the EMA snapshot of this training step of a train-ddpm artifact (0 = final)")
     p.add_argument("--images", type=Path, required=True, help="npz image set, or an artifact dir with samples.npz")
     p.add_argument("--n", type=int, default=0, help="images to score (0 = all)")
     p.add_argument("--pick", choices=["first", "random"], default="first",
@@ -55,6 +57,15 @@ def register(sub) -> None:
     p.add_argument("--real-images", type=Path, required=True, help="the image set the real scores index")
     p.add_argument("--generated-images", type=Path, required=True, help="the generated image set")
     p.add_argument("--n-images", type=int, default=8, help="images per row of the error-map grid")
+
+    p = add_stage(sub, "figure-sedid-mia", run_mia_figure, "sedid_mia's figure: AUC against training epochs",
+                  "AUC and TPR at 1% FPR of the loss attack, SecMI's stat, SeDID_Stat and SeDID_NNs telling a "
+                  "DDPM's members from held-out images, against its training epochs; the target's loss curve "
+                  "beside it.")
+    p.add_argument("--metrics", type=Path, nargs="+", required=True,
+                   help="sedid-eval artifacts of members vs held-out images, one per kept model")
+    p.add_argument("--epochs", type=float, nargs="+", required=True, help="training epochs of each, in order")
+    p.add_argument("--model", type=Path, required=True, help="the target's train-ddpm artifact (its curve.png)")
 
 
 def _pick(images, n: int, how: str, seed: int):
@@ -107,11 +118,17 @@ def run_score(args: argparse.Namespace) -> None:
         cfg.check(len(abar))
     except ValueError as e:
         raise DiffsecError(str(e)) from None
+    weights = ddpm.snapshot_dir(args.model, args.snapshot) if args.snapshot else where
+    if args.snapshot and not weights.is_dir():
+        raise DiffsecError(f"--snapshot {args.snapshot}: {args.model} holds no snapshot of that step")
     st = open_stage(args, "sedid-score")
-    unet, _ = ddpm.load_ddpm(where, st.device, "--model")
+    if args.snapshot:
+        unet, _ = ddpm.open_artifact(args.model, st.device, args.snapshot)
+    else:
+        unet, _ = ddpm.load_ddpm(where, st.device, "--model")
     chosen = jpeg(images[idx], args.jpeg) if args.jpeg else images[idx]
     out = score_images(ddpm.unet_eps(unet.eval()), abar, chosen, cfg, st.device,
-                       st.checkpoint(args.ckpt_every, model=where, images=args.images))
+                       st.checkpoint(args.ckpt_every, model=weights, images=args.images))
     with st.artifact() as art:
         np.savez(art.file("scores.npz"), index=idx, t_secs=np.array(cfg.t_secs), loss_ts=np.array(cfg.loss_ts),
                  sweep_ks=np.array(cfg.sweep_ks), sweep_t=np.array(cfg.sweep_t), **out)
@@ -190,3 +207,26 @@ def run_figures(args: argparse.Namespace) -> None:
         figures.over_t(m["table1"], art.file("stat_vs_t.png"), art.file("tpr_vs_t.png"))
         figures.roc_curves(roc, m["table2"], art.file("roc.png"))
         figures.image_grid(real_img, gen_img, real["maps"][:n, j], gen["maps"][:n, j], t, art.file("maps.png"))
+
+
+def run_mia_figure(args: argparse.Namespace) -> None:
+    import shutil
+
+    from diffsec.detect import figures
+    from diffsec.errors import DiffsecError
+    from diffsec.paper.sedid import mia_rows
+    from diffsec.tables import read_measurement
+
+    if len(args.epochs) != len(args.metrics):
+        raise DiffsecError(f"--epochs gives {len(args.epochs)} values for {len(args.metrics)} --metrics artifacts")
+    try:
+        rows = mia_rows([read_measurement(d) for d in args.metrics])
+    except (KeyError, ValueError) as e:
+        raise DiffsecError(f"--metrics: not sedid-eval artifacts of a membership split ({e})") from None
+    curve = args.model / "curve.png"
+    st = open_stage(args, "figure-sedid-mia")
+    st.add_inputs(model=args.model, **{f"metrics_{i}": d for i, d in enumerate(args.metrics)})
+    with st.artifact() as art:
+        figures.mia_over_epochs(rows, list(args.epochs), art.file("auc_vs_epochs.png"))
+        if curve.is_file():
+            shutil.copyfile(curve, art.file("target_loss.png"))

@@ -58,6 +58,13 @@ def register(sub) -> None:
            "artifact labelled ddpm, and the controls table from those labelled jpeg and ddim; Tiny-ImageNet "
            "and CelebA are listed as not run, with the paper's values.", "sedid-eval artifacts")
 
+    p = _table(sub, "table-sedid-mia", run_sedid_mia, "SeDID's scores as a membership-inference attack (sedid_mia.csv)",
+               "One column per kept model of the member-trained DDPM: the loss attack, SecMI's stat, SeDID_Stat "
+               "and SeDID_NNs telling its members from held-out images (no paper values).",
+               "sedid-eval artifacts of members vs held-out images, one per kept model")
+    p.add_argument("--epochs", type=float, nargs="+", required=True,
+                   help="training epochs of each --metrics artifact's model, in the same order")
+
 
 def run_worlds(args: argparse.Namespace) -> None:
     vae = read_measurement(args.t2i_vae) if args.t2i_vae else None
@@ -90,3 +97,15 @@ def run_sedid(args: argparse.Namespace) -> None:
     if sedid.MAIN not in evals:
         raise DiffsecError(f"--metrics: no sedid-eval artifact labelled {sedid.MAIN!r} (got {sorted(evals)})")
     write_table(sedid.table_cells(evals, args.profile, args.seed), args.out)
+
+
+def run_sedid_mia(args: argparse.Namespace) -> None:
+    from diffsec.errors import DiffsecError
+
+    if len(args.epochs) != len(args.metrics):
+        raise DiffsecError(f"--epochs gives {len(args.epochs)} values for {len(args.metrics)} --metrics artifacts")
+    try:
+        cells = sedid.mia_cells([read_measurement(d) for d in args.metrics], args.epochs, args.profile, args.seed)
+    except (KeyError, ValueError) as e:
+        raise DiffsecError(f"--metrics: not sedid-eval artifacts of a membership split ({e})") from None
+    write_table(cells, args.out)

@@ -58,6 +58,6 @@ def evaluate(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], cfg: NNCon
     swept = len(gen["sweep"]) and len(real["sweep"])   # the controls skip the step-size sweep
     sweep = {int(k): _report(gen["sweep"][:, i], real["sweep"][:, i]) for i, k in enumerate(real["sweep_ks"])
              if swept}
-    metrics = {"table1": table1, "table2": table2, "sweep": sweep,
+    metrics = {"table1": table1, "table2": table2, "sweep": sweep, "sweep_t": int(real["sweep_t"]),
                "split": {"train": int(len(s.train)), "val": int(len(s.val)), "test": int(len(test))}}
     return metrics, {"labels": labels[test], **{k: v[test] for k, v in test_scores.items()}}, curve

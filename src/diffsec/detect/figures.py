@@ -1,6 +1,7 @@
 """SeDID's figures: AUC / ACC against the step size k (paper Fig. 2), Stat against t_SEC (Fig. 3),
 TPR at 1% and 0.1% FPR against t_SEC (Fig. 4), the ROC curves of the three methods on the test
-split, and real vs generated images beside their error maps.
+split, and real vs generated images beside their error maps; for `sedid_mia`, each method's AUC
+and TPR at 1% FPR against the member-trained DDPM's training epochs.
 
 Error maps are shown as sum over channels of E_t, on one colour scale shared by every map of the
 figure (a map's brightness is comparable across images), in log10 so that the small errors of
@@ -114,3 +115,22 @@ def image_grid(real: np.ndarray, gen: np.ndarray, real_maps: np.ndarray, gen_map
     fig.suptitle(f"t-error maps at t_SEC {t_sec} (log10, one colour scale)", fontsize=9)
     _save(fig, path)
 
+
+
+def mia_over_epochs(rows: dict[str, list[dict]], epochs: list[float], path: Path) -> None:
+    """sedid_mia: AUC (left) and TPR at 1% FPR (right) of each method against training epochs;
+    `rows[name][i]` is the method's ROC report for the model at epochs[i]."""
+    plt = _plt()
+    order = np.argsort(epochs)
+    x = [epochs[i] for i in order]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for ax, metric, base in ((axes[0], "auc", 0.5), (axes[1], "tpr@1%fpr", 0.01)):
+        for (name, reports), style in zip(rows.items(), ("o-", "s-", "^-", "d-"), strict=False):
+            ax.plot(x, [reports[i][metric] for i in order], style, label=name)
+        ax.axhline(base, color="grey", lw=0.6)
+        ax.set(xscale="log", xlabel="training epochs of the target DDPM", ylabel=metric.upper(), ylim=(0, 1.02))
+    r0 = next(iter(rows.values()))[order[-1]]
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"members vs held-out images ({r0['n_generated']} + {r0['n_real']}; NN-picked t on its split)",
+                 fontsize=9)
+    _save(fig, path)

@@ -7,6 +7,8 @@ Training minimises the DDPM simple loss (Ho et al. 2020)
 with AdamW (lr warmed up linearly over `warmup` steps, gradient norm clipped at 1) on random,
 horizontally flipped batches. The weights kept are the EMA theta_ema <- d theta_ema + (1 - d) theta
 with d = 0 during the warm-up (the average follows the model) and d = `ema_decay` after it.
+The EMA weights at chosen steps (`TrainConfig.snapshots`) are kept as well, in `snapshots/step-<n>/`
+of the artifact, the layout `backdoor-train` writes, so one loader (`open_artifact`) serves both.
 Every random number of training comes from one seeded CPU generator whose state is checkpointed
 with the weights, so a killed run resumes to the bytes an uninterrupted one writes.
 
@@ -19,6 +21,7 @@ local directory) through the same `load_ddpm`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from dataclasses import dataclass, field
@@ -75,11 +78,14 @@ class TrainConfig:
     ema_decay: float
     log_every: int
     seed: int
+    snapshots: tuple[int, ...] = ()   # steps whose EMA weights are kept beside the final ones
 
     def __post_init__(self):
         checks.positive(self, "steps", "batch_size", "lr", "log_every")
         checks.non_negative(self, "warmup")
         checks.fraction(self, "ema_decay")
+        if any(type(s) is not int or not 0 < s <= self.steps for s in self.snapshots):
+            raise DiffsecError(f"snapshots {list(self.snapshots)}: must be steps in 1..{self.steps}")
 
 
 @dataclass
@@ -138,6 +144,54 @@ def load_ddpm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu
     return pipe.unet.to(device).eval(), pipe.scheduler
 
 
+def snapshot_dir(model: Path, snapshot: int) -> Path:
+    """The weights a train-ddpm / backdoor-train artifact holds for a step (0 = the final EMA)."""
+    return model / "snapshots" / f"step-{snapshot}" if snapshot else model / "pipeline"
+
+
+def open_artifact(model: Path, device, snapshot: int = 0, flag: str = "--model"):
+    """(unet, scheduler) of a train-ddpm / backdoor-train artifact (its EMA snapshot of a step, if
+    not 0); a directory that holds no loadable DDPMPipeline is one DiffsecError."""
+    from diffusers import UNet2DModel
+
+    if not (model / "pipeline" / "model_index.json").is_file():
+        raise DiffsecError(f"{flag} {model}: not a train-ddpm or backdoor-train artifact "
+                           "(no pipeline/model_index.json)")
+    snap = snapshot_dir(model, snapshot)
+    if not snap.is_dir():
+        raise DiffsecError(f"{model} has no snapshot of step {snapshot}")
+    with quiet_loading():   # no progress bar: a later bad-input error stays the log's one line
+        unet, sched = load_ddpm(model / "pipeline", device, flag)
+    if snapshot:
+        try:
+            unet = UNet2DModel.from_pretrained(str(snap)).to(device).eval()
+        except Exception as e:  # noqa: BLE001 - diffusers raises many types for a bad directory
+            raise DiffsecError(f"{snap}: cannot load the snapshot's UNet ({first_line(e)})") from None
+    return unet, sched
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """diffusers' loading progress bars off for the block."""
+    from diffusers.utils import logging as dlog
+
+    was = dlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            dlog.enable_progress_bar()
+
+
+def save_snapshots(unet, snapshots: dict[int, dict], directory: Path) -> None:
+    """Each EMA state dict as a UNet2DModel of `unet`'s config under directory/snapshots/step-<n>/."""
+    snap = copy.deepcopy(unet)
+    for step, state in snapshots.items():
+        snap.load_state_dict(state)
+        snap.save_pretrained(directory / "snapshots" / f"step-{step}", safe_serialization=True)
+
+
 def diffusion_loss(unet, scheduler, x0: torch.Tensor, generator: torch.Generator | None = None):
     """The DDPM simple loss ||eps - eps_theta(x_t, t)||^2 with t ~ U{0..T-1}."""
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device,
@@ -174,7 +228,8 @@ def _step(unet, scheduler, images, opt, gen, cfg: TrainConfig, step: int, device
 
 def train_ddpm(unet, scheduler, images: torch.Tensor, cfg: TrainConfig, ckpt: resume.Checkpoint | None = None,
                device: torch.device | None = None, hflip: bool = True):
-    """Train on images in [-1,1] (N,3,H,W). Returns (ema_unet, (curve steps, mean losses)).
+    """Train on images in [-1,1] (N,3,H,W). Returns (ema_unet, (curve steps, mean losses),
+    {step: EMA state dict} at `cfg.snapshots`).
 
     Resumes from `ckpt` when it holds this run's state: a killed job loses at most `ckpt.every` steps.
     """
@@ -183,15 +238,18 @@ def train_ddpm(unet, scheduler, images: torch.Tensor, cfg: TrainConfig, ckpt: re
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
-    run, start = _Run(), 0
+    run, start, snaps = _Run(), 0, {}
     if (state := ckpt.load()) is not None:
         unet.load_state_dict(state["unet"]), ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"]), gen.set_state(state["gen"]), set_rng_state(state["rng"], device)
         run, start = _Run(*state["run"]), ckpt.start_step
+        snaps = {int(s): sd for s, sd in state.get("snapshots", {}).items()}
     bar = tqdm(range(start, cfg.steps), desc="train ddpm", initial=start, total=cfg.steps)
     for step in bar:
         run.running.append(_step(unet, scheduler, images, opt, gen, cfg, step, device, hflip))
         ema_update(ema, unet, cfg.ema_decay if step >= cfg.warmup else 0.0)
+        if step + 1 in cfg.snapshots:
+            snaps[step + 1] = copy.deepcopy(ema.state_dict())
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             run.steps.append(step + 1), run.losses.append(float(np.mean(run.running)))
             bar.set_postfix(loss=f"{run.losses[-1]:.4f}")
@@ -199,8 +257,9 @@ def train_ddpm(unet, scheduler, images: torch.Tensor, cfg: TrainConfig, ckpt: re
         if ckpt.due(step + 1, cfg.steps):
             ckpt.save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                        "gen": gen.get_state(), "rng": rng_state(device),
-                       "run": [run.steps, run.losses, run.running]}, step + 1)
-    return ema, (run.steps, run.losses)
+                       "run": [run.steps, run.losses, run.running],
+                       "snapshots": {str(s): sd for s, sd in snaps.items()}}, step + 1)
+    return ema, (run.steps, run.losses), snaps
 
 
 def sample_images(unet, scheduler, cfg: SampleConfig, device: torch.device,
@@ -237,6 +296,7 @@ class World:
     samples: np.ndarray
     curve: dict | None
     info: dict
+    snapshots: dict[int, dict] = field(default_factory=dict)   # step -> EMA state dict
 
 
 def train_world(images: np.ndarray, model: DDPMConfig, cfg: TrainConfig, grid: SampleConfig,
@@ -249,9 +309,11 @@ def train_world(images: np.ndarray, model: DDPMConfig, cfg: TrainConfig, grid: S
                            f"resolution is {model.resolution}")
     unet, sched = build_ddpm(model)
     n = n_params(unet)
-    ema, (steps, losses) = train_ddpm(unet, sched, to_float(images), cfg, ckpt, device)
-    return World(ema, sched, sample_images(ema.eval(), sched, grid, device), {"loss": (steps, losses)},
-                 {"n_params": n, "final_loss": losses[-1]})
+    ema, (steps, losses), snaps = train_ddpm(unet, sched, to_float(images), cfg, ckpt, device)
+    info = {"n_params": n, "final_loss": losses[-1], "n_train_images": int(len(images))}
+    if snaps:
+        info["snapshots"] = sorted(snaps)
+    return World(ema, sched, sample_images(ema.eval(), sched, grid, device), {"loss": (steps, losses)}, info, snaps)
 
 
 def load_world(pretrained: str, grid: SampleConfig, device: torch.device) -> World:
@@ -264,6 +326,7 @@ def save_world(world: World, directory: str | os.PathLike, title: str = "pixel D
     """pipeline/ (safetensors), samples.png and, for a trained world, curve.csv/png; returns its notes."""
     d = Path(directory)
     save_ddpm(world.unet, world.scheduler, d / "pipeline")
+    save_snapshots(world.unet, world.snapshots, d)
     save_grid(d / "samples.png", world.samples)
     if world.curve:
         write_curves(d / "curve.csv", d / "curve.png", world.curve, title=title)

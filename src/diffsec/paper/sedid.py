@@ -7,6 +7,11 @@ datasets that ran, so with one dataset it is not comparable to the paper's three
 average; its cells say so. The controls (`sedid_controls`) swap the generated set: the paper's
 DDPM-1000 samples re-encoded as JPEG q75 like the mirror's real CIFAR-10 images (does the detector
 find only JPEG?), and DDIM samples (their inversion is near exact, so the score is optimistic).
+
+`sedid_mia` (no paper values) asks the membership question of the same scores: members (the
+positives) against held-out non-members, for a DDPM trained on the members, one column per kept
+epoch. Rows: the loss attack and SeDID_Stat at the t picked on the NN split, SecMI's stat at its
+fixed (t, k) (fits nothing, so on every image), and SeDID_NNs.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ VARIANTS = {"ddpm": "DDPM-1000 samples (the paper's)", "jpeg": "DDPM-1000 sample
             "ddim": "DDIM samples (optimistic: near-exact inversion)"}
 MAIN = "ddpm"
 BACKBONE = "ddpm-cifar10"   # the model whose inversion errors and loss are measured
+MIA_BACKBONE = "ddpm-mia"   # sedid_mia's target: a DDPM trained here on the member subset
 
 
 def _cells(table: str, row: str, column: str, m: dict, paper: dict, profile: str, seed: int, note: str = ""):
@@ -61,4 +67,38 @@ def table_cells(evals: dict[str, dict], profile: str, seed: int) -> list[Cell]:
             for method, key in METHODS.items():
                 m = evals[variant]["table2"][key]
                 cells += _cells("sedid_controls", label, f"{method} (t {m['t']})", m, {}, profile, seed)
+    return cells
+
+
+def _mia_entries(m: dict) -> dict[str, tuple[dict, int]]:
+    """Row -> (metrics, the timestep it used) of one sedid-eval of members vs held-out images."""
+    t2, sweep = m["table2"], m["sweep"]
+    if len(sweep) != 1:
+        raise ValueError(f"a sedid_mia evaluation holds SecMI's stat as a one-step sweep, got steps {list(sweep)}")
+    (k, secmi), = sweep.items()
+    return {"Loss attack": (t2["loss"], t2["loss"]["t"]),
+            f"SecMI_stat (k {k})": (secmi, m["sweep_t"]),
+            "SeDID_Stat": (t2["stat"], t2["stat"]["t"]),
+            "SeDID_NNs": (t2["nn"], t2["nn"]["t"])}
+
+
+def mia_rows(evals: list[dict]) -> dict[str, list[dict]]:
+    """Row -> its ROC report in each evaluation (the figure's curves)."""
+    entries = [_mia_entries(m) for m in evals]
+    return {row.split(" (")[0]: [e[row][0] for e in entries] for row in entries[0]}
+
+
+def mia_cells(evals: list[dict], epochs: list[float], profile: str, seed: int) -> list[Cell]:
+    """Cells of sedid_mia: one column per (evaluation, epochs) pair; beside the ROC figures, the
+    timestep each row used (metric `t`: picked on the NN split, or SecMI's fixed one)."""
+    if len(evals) != len(epochs):
+        raise ValueError(f"{len(evals)} evaluations for {len(epochs)} epochs")
+    cells: list[Cell] = []
+    for m, e in sorted(zip(evals, epochs, strict=True), key=lambda p: p[1]):
+        column = f"{e:g} epochs"
+        for row, (r, t) in _mia_entries(m).items():
+            n = int(r["n_generated"] + r["n_real"])
+            cells += [Cell("sedid_mia", row, column, metric, MIA_BACKBONE, r[metric], "", profile, n, seed)
+                      for metric in METRICS]
+            cells.append(Cell("sedid_mia", row, column, "t", MIA_BACKBONE, int(t), "", profile, n, seed))
     return cells

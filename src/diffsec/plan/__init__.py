@@ -4,7 +4,8 @@ Snakemake, no paths); a config the tables cannot be filled from raises a one-lin
 `config error: <key>: <why>`."""
 
 from diffsec.plan.invisible import InvisiblePlan, invisible_plan
-from diffsec.plan.sedid import SedidPlan, sedid_plan
+from diffsec.plan.sedid import MiaPlan, SedidPlan, mia_plan, sedid_plan
 from diffsec.plan.szt import SztPlan, szt_plan
 
-__all__ = ["InvisiblePlan", "SedidPlan", "SztPlan", "invisible_plan", "sedid_plan", "szt_plan"]
+__all__ = ["InvisiblePlan", "MiaPlan", "SedidPlan", "SztPlan", "invisible_plan", "mia_plan", "sedid_plan",
+           "szt_plan"]

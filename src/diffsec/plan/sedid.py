@@ -11,6 +11,11 @@ Sets scored (`sedid-score`), each against the DDPM world:
 
 Only `real` and `ddpm` enter the step-size sweep (Fig. 2). Each generated set is evaluated
 against `real` (`sedid-eval`, labelled by the set's name).
+
+The membership-inference table (`sedid_mia`): a DDPM of the world's architecture trained from
+scratch on `mia.members` training images for `max(mia.epochs)` epochs, its EMA kept at every
+listed epoch (step = round(epoch * members / batch_size)); each kept model scores the members and
+`mia.heldout` disjoint non-members. One epoch is members / batch_size steps.
 """
 
 from __future__ import annotations
@@ -24,6 +29,32 @@ from diffsec.paper.sedid import VARIANTS
 
 T = 1000   # the DDPM worlds' training timesteps
 GENERATED = tuple(VARIANTS)   # the generated sets the controls table names: ddpm, jpeg, ddim
+
+
+@dataclass(frozen=True)
+class MiaPlan:
+    steps: int                   # training steps of the target model
+    snapshots: tuple[int, ...]   # steps whose EMA weights are kept, the final step excluded
+    variants: tuple[str, ...]    # step-<n> for each snapshot, then final (the artifacts' names)
+    epochs: tuple[float, ...]    # training epochs of each variant, in the same order
+
+
+def mia_plan(mia: dict[str, Any]) -> MiaPlan:
+    """Plan of the `sedid.mia` section; DiffsecError for epochs that give no distinct steps or a
+    SecMI (t, k) off the grid."""
+    try:
+        check_grid(mia["secmi"]["k"], [mia["secmi"]["t"]], T)
+    except ValueError as e:
+        raise DiffsecError(f"config error: sedid.mia.secmi: {e}") from None
+    per_epoch = mia["members"] / mia["world"]["batch_size"]
+    epochs = sorted(set(mia["epochs"]))
+    steps = [max(1, round(e * per_epoch)) for e in epochs]
+    if len(set(steps)) != len(steps):
+        raise DiffsecError(f"config error: sedid.mia.epochs {mia['epochs']}: two epochs fall on the same step "
+                           f"({per_epoch:g} steps an epoch)")
+    snaps = tuple(steps[:-1])
+    return MiaPlan(steps=steps[-1], snapshots=snaps, variants=(*[f"step-{n}" for n in snaps], "final"),
+                   epochs=tuple(n / per_epoch for n in steps))
 
 
 @dataclass(frozen=True)
