@@ -278,4 +278,4 @@ rule table_sedid_mia:
         epochs=words(MIA_PLAN.epochs),
     shell:
         "diffsec table-sedid-mia --metrics {input.metrics:q} --epochs {params.epochs} --profile {params.profile:q} "
-        "--seed {params.seed:q} --out {output:q} > {log:q} 2>&1"
+        "--seed {params.seed:q} --out {output.csv:q} > {log:q} 2>&1"
