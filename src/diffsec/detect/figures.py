@@ -129,6 +129,8 @@ def mia_over_epochs(rows: dict[str, list[dict]], epochs: list[float], path: Path
             ax.plot(x, [reports[i][metric] for i in order], style, label=name)
         ax.axhline(base, color="grey", lw=0.6)
         ax.set(xscale="log", xlabel="training epochs of the target DDPM", ylabel=metric.upper(), ylim=(0, 1.02))
+        ax.set_xticks(x, [f"{e:g}" for e in x])
+        ax.minorticks_off()
     r0 = next(iter(rows.values()))[order[-1]]
     axes[0].legend(fontsize=7)
     fig.suptitle(f"members vs held-out images ({r0['n_generated']} + {r0['n_real']}; NN-picked t on its split)",
