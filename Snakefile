@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from diffsec.config import validate_config
 from diffsec import warm
 from diffsec.errors import DiffsecError
-from diffsec.plan import invisible_plan, mia_plan, sedid_plan, szt_plan
+from diffsec.plan import invisible_plan, mia_plan, sedid_plan, spd_plan, szt_plan
 
 try:
     validate_config(
@@ -34,6 +34,7 @@ try:
     INV_PLAN = invisible_plan(config["invisible"])
     SEDID_PLAN = sedid_plan(config["sedid"], config["metrics"]["fid_samples"])
     MIA_PLAN = mia_plan(config["sedid"]["mia"])
+    SPD_PLAN = spd_plan(config["spd"])
 except DiffsecError as e:
     print(e, file=sys.stderr)
     sys.exit(1)
@@ -47,6 +48,7 @@ include: "workflow/rules/personalize.smk"
 include: "workflow/rules/backdoor.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/detection.smk"
+include: "workflow/rules/immunize.smk"
 include: "workflow/rules/tables.smk"
 
 
@@ -82,4 +84,5 @@ rule all:
         "results/tables/invisible_ablation.csv",
         "results/tables/sedid.csv",
         "results/tables/sedid_mia.csv",
+        "results/tables/spd.csv",
         "results/data/dreambooth",

@@ -253,6 +253,40 @@ def test_sedid_mia_table_filled(smoke_dir):
     assert (smoke_dir / "results/figures/sedid-mia/auc_vs_epochs.png").is_file()
 
 
+def test_spd_table_filled(smoke_dir):
+    """SPD Table 1: rows P1-P5 x Train/Test, Baseline / Ours / the other universal methods /
+    PhotoGuard per eps and the mean over eps, the paper's values beside the Baseline and Ours means
+    of P1-P4, every immunized image within eps, the figures drawn."""
+    import numpy as np
+
+    from diffsec.imageset import load_imageset
+    from diffsec.tables import read_table
+
+    smoke = yaml.safe_load(SMOKE.read_text())["spd"]
+    (eps,) = smoke["eps"]
+    rows = read_table(smoke_dir / "results/tables/spd.csv")
+    assert {r["table"] for r in rows} == {"spd"}
+    assert {r["row"] for r in rows} == {f"P{i} · {s}" for i in range(1, 6) for s in ("Train", "Test")}
+    columns = ["Baseline", *(m["column"] for m in smoke["methods"]), "PhotoGuard"]
+    assert {r["column"] for r in rows} == {f"{c} · {e}" for c in columns for e in (f"eps {eps}/255", "mean over eps")}
+    assert {r["metric"] for r in rows} == {"ssim", "psnr", "vif_p[up2]", "fsim"}
+    paper = {(r["row"], r["column"]) for r in rows if r["paper_value"] != ""}
+    assert paper == {(f"P{i} · {s}", f"{c} · mean over eps") for i in range(1, 5) for s in ("Train", "Test")
+                     for c in ("Baseline", "Ours")}
+    for r in rows:
+        assert np.isfinite(float(r["value"])), r
+        assert r["n_samples"] == str(smoke["images"]["train"] if r["row"].endswith("Train")
+                                     else smoke["images"]["n"] - smoke["images"]["train"])
+    spd = smoke_dir / "results/immunize/spd"
+    for cond in ("random", "encoder-pgd", "photoguard"):
+        for split in ("train", "test"):
+            clean = load_imageset(spd / f"images/{split}.npz")["images"].astype(int)
+            adv = load_imageset(spd / f"apply/{cond}/eps-{eps}/{split}.npz")["images"].astype(int)
+            assert np.abs(adv - clean).max() <= eps, (cond, split)
+    for fig in ("fig1_train", "fig2_test", "fig3_edits", "delta_u"):
+        assert (smoke_dir / f"results/figures/spd/{fig}.png").is_file(), fig
+
+
 def test_secmi_setting_reruns_only_the_membership_scores(smoke_dir, mirror, tmp_path):
     jobs = planned_after_override(smoke_dir, mirror, tmp_path, "sedid:\n  mia:\n    secmi: {t: 200, k: 10}\n")
     assert jobs == {"mia_score": 4, "mia_eval": 2, "figure_sedid_mia": 1, "table_sedid_mia": 1}, jobs

@@ -425,6 +425,78 @@ def mia_score_flags(wildcards):
     )
 
 
+# SPD: universal fits per (method, eps), immunized sets per (condition, eps), the clean set's edits
+SPD = config["spd"]
+SPD_OURS = next(n for n, m in SPD_PLAN.methods.items() if m["column"] == "Ours")
+SPD_EVALS = [f"results/immunize/spd/eval/{s}" for s in SPD_PLAN.immunized]
+
+
+def spd_edits(condition):
+    """The spd-edit artifacts of one condition, one per eps in order."""
+    return [f"results/immunize/spd/edit/{condition}/eps-{e}" for e in SPD_PLAN.eps]
+
+
+def _spd_optimiser(m):
+    return flags(
+        objective=m["objective"],
+        optimizer=m["optimizer"],
+        iters=SPD["iters"],
+        batch_size=SPD["batch_size"],
+        step_frac=SPD["step_frac"],
+        target=SPD["target"],
+    )
+
+
+def spd_fit_flags(wildcards):
+    return _spd_optimiser(SPD_PLAN.methods[wildcards.spd_method])
+
+
+def spd_delta(wildcards):
+    """A universal condition's fit at its eps (random and PhotoGuard fit none)."""
+    if wildcards.spd_condition in SPD_PLAN.methods:
+        return f"results/immunize/spd/fit/{wildcards.spd_condition}/eps-{wildcards.spd_eps}"
+    return []
+
+
+def spd_attacked_model(wildcards):
+    """PhotoGuard fits per image on the T2I world's VAE; the others read no model."""
+    return (
+        "results/models/t2i-cifar10" if wildcards.spd_condition == "photoguard" else []
+    )
+
+
+def spd_apply_flags(wildcards):
+    c = wildcards.spd_condition
+    if c in SPD_PLAN.methods:
+        return flags(
+            kind="universal",
+            delta=spd_delta(wildcards),
+            step_frac=SPD["step_frac"],
+        )
+    if c == "photoguard":
+        return (
+            "--kind photoguard "
+            + _spd_optimiser(dict(objective="encoder", optimizer="pgd"))
+            + " "
+            + flags(model=spd_attacked_model(wildcards))
+        )
+    return flags(kind="random", step_frac=SPD["step_frac"])
+
+
+def spd_edit_images(wildcards):
+    if wildcards.spd_set == "clean":
+        return "results/immunize/spd/images"
+    return f"results/immunize/spd/apply/{wildcards.spd_set}"
+
+
+def spd_eval_flags(wildcards):
+    return flags(
+        label=f"{wildcards.spd_condition}/eps-{wildcards.spd_eps}",
+        column=SPD_PLAN.column(wildcards.spd_condition),
+        eps=wildcards.spd_eps,
+    )
+
+
 # Every wildcard of every rule, matched against exactly the names the config defines.
 wildcard_constraints:
     source=alternatives(SOURCE_NAMES),
@@ -442,3 +514,7 @@ wildcard_constraints:
     scored=alternatives(SEDID_PLAN.sets),
     generated=alternatives(SEDID_PLAN.generated),
     group="members|heldout",
+    spd_method=alternatives(SPD_PLAN.methods),
+    spd_condition=alternatives(SPD_PLAN.conditions),
+    spd_eps=alternatives(SPD_PLAN.eps),
+    spd_set=alternatives(["clean", *SPD_PLAN.immunized]),

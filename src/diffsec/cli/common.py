@@ -72,6 +72,19 @@ def named_paths(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def artifact_npz(directory: Path, name: str, flag: str, stage: str) -> dict:
+    """The arrays of `<directory>/<name>` that stage `stage` writes, or one line naming the flag."""
+    import numpy as np
+
+    from diffsec.errors import DiffsecError
+
+    f = directory / name
+    if not f.is_file():
+        raise DiffsecError(f"{flag} {directory}: not a {stage} artifact (no {name})")
+    with np.load(f, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
 def add_stage(sub: argparse._SubParsersAction, name: str, func, summary: str, description: str):
     """A stage's subparser with --out and the common run flags."""
     p = sub.add_parser(name, help=summary, description=description)

@@ -136,15 +136,9 @@ def run_score(args: argparse.Namespace) -> None:
 
 
 def _scores(path: Path, flag: str) -> dict:
-    import numpy as np
+    from diffsec.cli.common import artifact_npz
 
-    from diffsec.errors import DiffsecError
-
-    f = path / "scores.npz"
-    if not f.is_file():
-        raise DiffsecError(f"{flag} {path}: not a sedid-score artifact (no scores.npz)")
-    with np.load(f, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    return artifact_npz(path, "scores.npz", flag, "sedid-score")
 
 
 def run_eval(args: argparse.Namespace) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffsec.paper import invisible, sedid, szt  # table shapes and cells: no heavy imports
+from diffsec.paper import invisible, sedid, spd, szt  # table shapes and cells: no heavy imports
 from diffsec.tables import measurements_by_label, read_measurement, worlds_cells, write_table
 
 
@@ -64,6 +64,22 @@ def register(sub) -> None:
                "sedid-eval artifacts of members vs held-out images, one per kept model")
     p.add_argument("--epochs", type=float, nargs="+", required=True,
                    help="training epochs of each --metrics artifact's model, in the same order")
+
+    _table(sub, "table-spd", run_spd, "SPD Table 1: universal immunization against img2img edits (spd.csv)",
+           "Rows prompt x Train/Test, columns Baseline (random noise), Ours, the other universal methods and "
+           "per-image PhotoGuard, each per eps and as the mean over eps, from spd-eval artifacts; the paper's "
+           "values beside the Baseline and Ours means (lower = stronger immunization).", "spd-eval artifacts")
+
+
+def run_spd(args: argparse.Namespace) -> None:
+    from diffsec.errors import DiffsecError
+
+    try:
+        evals = [read_measurement(d) for d in args.metrics]
+        cells = spd.table_cells(evals, args.profile, args.seed)
+    except (KeyError, ValueError, TypeError, StopIteration) as e:
+        raise DiffsecError(f"--metrics: not spd-eval artifacts ({e})") from None
+    write_table(cells, args.out)
 
 
 def run_worlds(args: argparse.Namespace) -> None:

@@ -5,7 +5,8 @@ Snakemake, no paths); a config the tables cannot be filled from raises a one-lin
 
 from diffsec.plan.invisible import InvisiblePlan, invisible_plan
 from diffsec.plan.sedid import MiaPlan, SedidPlan, mia_plan, sedid_plan
+from diffsec.plan.spd import SpdPlan, spd_plan
 from diffsec.plan.szt import SztPlan, szt_plan
 
-__all__ = ["InvisiblePlan", "MiaPlan", "SedidPlan", "SztPlan", "invisible_plan", "mia_plan", "sedid_plan",
-           "szt_plan"]
+__all__ = ["InvisiblePlan", "MiaPlan", "SedidPlan", "SpdPlan", "SztPlan", "invisible_plan", "mia_plan", "sedid_plan",
+           "spd_plan", "szt_plan"]
