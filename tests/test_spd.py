@@ -227,3 +227,20 @@ def test_apply_rejects_a_perturbation_over_budget_or_of_another_shape(images):
         apply_universal(images, torch.full((3, SIZE, SIZE), 2 * BUDGET.eps01), BUDGET)
     with pytest.raises(DiffsecError, match="does not fit"):
         apply_universal(images, torch.zeros(3, 8, 8), BUDGET)
+
+
+def test_apply_accepts_a_per_image_delta_projected_at_the_ball_edge():
+    """eps 4/255 (the tiny run that found it): (x + d).clamp(0, 1) - x in float32 exceeds |d| = eps
+    by an ulp of x; that is no budget violation, and the quantised images stay within max_levels."""
+    from diffsec.metrics.backbones import to_tensor
+    from diffsec.poison.budget import Budget
+
+    budget = Budget(4, 1, 255)
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    x = to_tensor(clean)
+    signs = torch.from_numpy(rng.choice([-1.0, 1.0], x.shape)).float()
+    delta = (x + signs * budget.eps01).clamp(0, 1) - x
+    assert float(delta.abs().max()) > budget.eps01   # the float32 excess this test is about
+    out = apply_universal(clean, delta, budget)
+    assert np.abs(out.astype(int) - clean.astype(int)).max() <= budget.max_levels
