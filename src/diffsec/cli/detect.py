@@ -207,16 +207,9 @@ def run_mia_figure(args: argparse.Namespace) -> None:
     import shutil
 
     from diffsec.detect import figures
-    from diffsec.errors import DiffsecError
-    from diffsec.paper.sedid import mia_rows
-    from diffsec.tables import read_measurement
+    from diffsec.paper.sedid import mia_rows, read_mia_evals
 
-    if len(args.epochs) != len(args.metrics):
-        raise DiffsecError(f"--epochs gives {len(args.epochs)} values for {len(args.metrics)} --metrics artifacts")
-    try:
-        rows = mia_rows([read_measurement(d) for d in args.metrics])
-    except (KeyError, ValueError) as e:
-        raise DiffsecError(f"--metrics: not sedid-eval artifacts of a membership split ({e})") from None
+    rows = mia_rows(read_mia_evals(args.metrics, args.epochs))
     curve = args.model / "curve.png"
     st = open_stage(args, "figure-sedid-mia")
     st.add_inputs(model=args.model, **{f"metrics_{i}": d for i, d in enumerate(args.metrics)})

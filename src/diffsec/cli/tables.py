@@ -116,12 +116,5 @@ def run_sedid(args: argparse.Namespace) -> None:
 
 
 def run_sedid_mia(args: argparse.Namespace) -> None:
-    from diffsec.errors import DiffsecError
-
-    if len(args.epochs) != len(args.metrics):
-        raise DiffsecError(f"--epochs gives {len(args.epochs)} values for {len(args.metrics)} --metrics artifacts")
-    try:
-        cells = sedid.mia_cells([read_measurement(d) for d in args.metrics], args.epochs, args.profile, args.seed)
-    except (KeyError, ValueError) as e:
-        raise DiffsecError(f"--metrics: not sedid-eval artifacts of a membership split ({e})") from None
-    write_table(cells, args.out)
+    evals = sedid.read_mia_evals(args.metrics, args.epochs)
+    write_table(sedid.mia_cells(evals, args.epochs, args.profile, args.seed), args.out)

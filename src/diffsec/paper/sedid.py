@@ -82,6 +82,23 @@ def _mia_entries(m: dict) -> dict[str, tuple[dict, int]]:
             "SeDID_NNs": (t2["nn"], t2["nn"]["t"])}
 
 
+def read_mia_evals(artifacts: list, epochs: list[float]) -> list[dict]:
+    """The metrics.json of each sedid-eval artifact of members vs held-out images, checked to hold
+    every sedid_mia row; one DiffsecError naming the flag otherwise."""
+    from diffsec.errors import DiffsecError
+    from diffsec.tables import read_measurement
+
+    if len(epochs) != len(artifacts):
+        raise DiffsecError(f"--epochs gives {len(epochs)} values for {len(artifacts)} --metrics artifacts")
+    evals = [read_measurement(d) for d in artifacts]
+    try:
+        for m in evals:
+            _mia_entries(m)
+    except (KeyError, ValueError) as e:
+        raise DiffsecError(f"--metrics: not sedid-eval artifacts of a membership split ({e})") from None
+    return evals
+
+
 def mia_rows(evals: list[dict]) -> dict[str, list[dict]]:
     """Row -> its ROC report in each evaluation (the figure's curves)."""
     entries = [_mia_entries(m) for m in evals]
@@ -91,8 +108,6 @@ def mia_rows(evals: list[dict]) -> dict[str, list[dict]]:
 def mia_cells(evals: list[dict], epochs: list[float], profile: str, seed: int) -> list[Cell]:
     """Cells of sedid_mia: one column per (evaluation, epochs) pair; beside the ROC figures, the
     timestep each row used (metric `t`: picked on the NN split, or SecMI's fixed one)."""
-    if len(evals) != len(epochs):
-        raise ValueError(f"{len(evals)} evaluations for {len(epochs)} epochs")
     cells: list[Cell] = []
     for m, e in sorted(zip(evals, epochs, strict=True), key=lambda p: p[1]):
         column = f"{e:g} epochs"
