@@ -156,3 +156,20 @@ def test_vae_roundtrip_ceiling(world, data, tmp_path):
     assert m["accuracy_original"] == pytest.approx(
         np.mean(rc.predict_logits(clf, d["images"]).argmax(1) == d["labels"]))
     assert m["n"] == 8
+
+
+def test_fine_tuned_unet_replaces_the_pipelines_and_keeps_its_bytes(world, tmp_path):
+    from diffsec.errors import DiffsecError
+    from diffsec.models.t2i import open_pipeline, save_unet
+
+    base = open_pipeline(str(world))
+    unet = base.unet
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.01)  # a "fine-tune": every weight moved
+    save_unet(unet, tmp_path / "ft")
+    pipe = open_pipeline(str(world), unet=tmp_path / "ft")
+    assert all(torch.equal(a, b) for a, b in zip(unet.state_dict().values(), pipe.unet.state_dict().values()))
+    assert not torch.equal(next(open_pipeline(str(world)).unet.parameters()), next(pipe.unet.parameters()))
+    with pytest.raises(DiffsecError, match="--unet .*no fine-tuned UNet"):
+        open_pipeline(str(world), unet=tmp_path / "missing")

@@ -171,15 +171,46 @@ def sample_classes(pipe, class_names, per_class: int, guidance: float, steps: in
     return np.concatenate(images), labels, prompts
 
 
-def open_pipeline(name: str, flag: str = "--model", device: str = "cpu"):
+UNET_DIR = "unet"  # a fine-tuned UNet artifact (backdoor-t2i, unlearn-t2i) holds <artifact>/unet/
+
+
+def save_unet(unet, out: str | os.PathLike) -> Path:
+    """Write a fine-tuned UNet as `<out>/unet/` (diffusers config + safetensors); the base pipeline
+    it belongs to is not copied (SD 1.5's VAE and text encoder would be 1.6 GB per fine-tune)."""
+    where = Path(out) / UNET_DIR
+    unet.save_pretrained(str(where), safe_serialization=True)
+    return where
+
+
+def load_unet(artifact: str | os.PathLike, flag: str = "--unet", device: str = "cpu"):
+    """The UNet `save_unet` wrote under `artifact`, or one line naming `flag` saying why not."""
+    from diffusers import UNet2DConditionModel
+
+    from diffsec.errors import DiffsecError
+
+    where = Path(artifact) / UNET_DIR
+    if not (where / "config.json").is_file():
+        raise DiffsecError(f"{flag} {artifact}: no fine-tuned UNet there (expected {where}/config.json)")
+    try:
+        unet = UNet2DConditionModel.from_pretrained(str(where))
+    except Exception as e:  # noqa: BLE001 - diffusers raises many types for a bad directory
+        raise DiffsecError(f"{flag} {artifact}: cannot load the UNet ({first_line(e)})") from None
+    return unet.to(device).eval()
+
+
+def open_pipeline(name: str, flag: str = "--model", device: str = "cpu", unet: str | os.PathLike | None = None):
     """The StableDiffusionPipeline `name` names (see `resolve_pipeline`), or one line saying why not.
 
     diffusers raises many exception types for a bad model directory or hub id; every one of them
     ends here as a DiffsecError naming the flag, so no stage prints a traceback for a bad --model.
+    `unet`: an artifact of `save_unet` whose UNet replaces the pipeline's (a BadT2I fine-tune).
     """
     where = resolve_pipeline(name, flag)
     try:
-        return load_pipeline(where, device)
+        pipe = load_pipeline(where, device)
     except Exception as e:  # noqa: BLE001 - see the docstring
         why = first_line(e)
         raise DiffsecError(f"{flag} {name}: cannot load a StableDiffusionPipeline ({why})") from None
+    if unet:
+        pipe.unet = load_unet(unet, device=device)
+    return pipe
