@@ -178,3 +178,26 @@ def test_plan_refuses_bad_configs(change, why):
         spd_plan(spd)
     plan = spd_plan(yaml.safe_load((REPO / "config.yaml").read_text())["spd"])
     assert plan.conditions[0] == "random" and plan.conditions[-1] == "photoguard" and plan.train == 64
+
+
+def test_bench_spd_times_whole_universal_gradients_and_edits(d, tmp_path, monkeypatch):
+    import diffsec.poison.bench as bench
+
+    calls = []
+    real = bench.universal_gradient
+
+    def counting(vae, x, delta, objective, z_targ, batch_size):
+        calls.append((len(x), batch_size))
+        return real(vae, x, delta, objective, z_targ, batch_size)
+
+    monkeypatch.setattr(bench, "universal_gradient", counting)
+    out = tmp_path / "bench.json"
+    assert main(["bench-spd", "--model", str(d / "t2i"), "--images", str(d / "images" / "train.npz"),
+                 "--n-images", "6", "--batch-sizes", "4", "--edit-batch-sizes", "3", "--steps", "2",
+                 "--repeats", "1", "--threads", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    # one warm-up + one timed iteration, each a full pass over the 6 images in minibatches of 4
+    assert calls == [(6, 4), (6, 4)]
+    g = rows["gradients"][0]
+    assert g["n_images"] == 6 and g["image_grads_per_s"] == pytest.approx(6 * g["iters_per_s"])
+    assert rows["edits"][0]["batch"] == 3 and rows["edits"][0]["edits_per_s"] > 0

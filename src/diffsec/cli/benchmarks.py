@@ -1,5 +1,5 @@
 """`diffsec benchmarks` (Snakemake's per-job benchmark files) and the throughput benchmarks
-`bench-ti` and `bench-sampling`, each printed as a Markdown table for the README."""
+`bench-ti`, `bench-sampling`, `bench-sedid` and `bench-spd`, each printed as a Markdown table for the README."""
 
 from __future__ import annotations
 
@@ -58,6 +58,26 @@ def register(sub) -> None:
     p.add_argument("--k", type=int, default=165, help="grid step (paper: 165)")
     p.add_argument("--t-secs", type=int, nargs="+", default=[165, 330, 495, 660, 825, 990])
     p.add_argument("--repeats", type=int, default=2, help="timed batches per batch size")
+
+    p = _bench(sub, "bench-spd", run_spd, "SPD throughput: universal-PGD iterations/s and img2img edits/s",
+               "Time one exact universal gradient (the mean over --n-images images, every SPD iteration's "
+               "cost) at several minibatch sizes, and img2img edits at several batch sizes, on a T2I pipeline.",
+               "SD pipeline dir or train-t2i artifact, or 'sd15-shape' for Stable Diffusion 1.5's architecture "
+               "with random weights (built once into --workdir)")
+    p.add_argument("--images", type=Path, required=True, help="imageset npz (e.g. spd-images train.npz)")
+    p.add_argument("--n-images", type=int, default=64, help="images in one universal gradient (tiny: 64)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 64], help="gradient minibatch sizes")
+    p.add_argument("--objective", choices=["encoder", "pca+", "pca-"], default="encoder")
+    p.add_argument("--edit-batch-sizes", type=int, nargs="*", default=[10, 50], help="img2img batch sizes "
+                   "(none: skip edits)")
+    p.add_argument("--strength", type=float, default=0.5)
+    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--steps", type=int, default=25, help="img2img scheduler steps (strength x steps are run)")
+    p.add_argument("--resolution", type=int, default=0, help="resize the images to this size (512 for SD "
+                   "1.5); 0 = as given")
+    p.add_argument("--repeats", type=int, default=2, help="timed calls per size (after one warm-up)")
+    p.add_argument("--workdir", type=Path, default=Path("results/bench/sd15-shape"),
+                   help="where --model sd15-shape is saved once and reloaded")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -147,3 +167,44 @@ def run_sedid(args: argparse.Namespace) -> None:
                              str(r["model_calls_per_image"])] for r in rows], "rrrr")
     _report(args, f"{args.model}: {n_params(unet) / 1e6:.2f} M parameters, {args.device}, "
             f"{torch.get_num_threads()} threads, k {args.k}, t_SEC {args.t_secs}", table, rows)
+
+
+def run_spd(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from diffsec.defense.images import resize
+    from diffsec.errors import DiffsecError
+    from diffsec.imageset import load_imageset
+    from diffsec.models.t2i import load_pipeline
+    from diffsec.poison.bench import edit_throughput, universal_throughput
+    from diffsec.tables import markdown_table
+
+    torch = _threads(args)
+    for name in ("n_images", "repeats", *(["resolution"] if args.resolution else [])):
+        if getattr(args, name) < 1:
+            raise DiffsecError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if min(args.batch_sizes + args.edit_batch_sizes) < 1:
+        raise DiffsecError("batch sizes must be >= 1")
+    images = load_imageset(args.images)["images"][:args.n_images]
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255)
+    if args.resolution:
+        x = resize(x * 255, (args.resolution, args.resolution)).clamp(0, 255).div(255)
+    pipe = load_pipeline(_ti_model(args), args.device, img2img=True)
+    pipe.vae.eval().requires_grad_(False)
+    grads = universal_throughput(pipe.vae, x, args.batch_sizes, args.objective, args.repeats)
+    size = x.shape[-1]
+    table = markdown_table(["gradient batch", "images / iteration", "s / iteration", "iterations / s",
+                            "image gradients / s"],
+                           [[str(r["batch"]), str(r["n_images"]), f"{r['s_per_iter']:.3f}", f"{r['iters_per_s']:.2f}",
+                             f"{r['image_grads_per_s']:.1f}"] for r in grads], "rrrrr")
+    edits = []
+    if args.edit_batch_sizes:
+        u8 = (x.permute(0, 2, 3, 1) * 255).round().byte().numpy()
+        edits = edit_throughput(pipe, u8, args.edit_batch_sizes, args.strength, args.guidance, args.steps,
+                                max(1, args.repeats - 1))
+        table += "\n\n" + markdown_table(["edit batch", "UNet steps", "s / batch", "edits / s"],
+                                          [[str(r["batch"]), str(r["unet_steps"]), f"{r['s_per_batch']:.2f}",
+                                            f"{r['edits_per_s']:.2f}"] for r in edits], "rrrr")
+    _report(args, f"{args.model}: VAE {sum(p.numel() for p in pipe.vae.parameters()) / 1e6:.2f} M parameters, "
+            f"{size} px, objective {args.objective}, {args.device}, {torch.get_num_threads()} threads", table,
+            {"gradients": grads, "edits": edits})
