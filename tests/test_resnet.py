@@ -14,6 +14,7 @@ import torch
 
 from diffsec.errors import DiffsecError
 from diffsec.models import resnet_cifar as rc
+from diffsec.models.captions import CIFAR10_CLASSES
 from diffsec.sources import default_mirror, fetch
 
 torch.set_num_threads(1)
@@ -23,7 +24,7 @@ needs_mirror = pytest.mark.skipif(MIRROR is None, reason="no ../shared/mirror")
 
 def read_cifar_test(tar_path, per_class: int):
     """The first `per_class` test images of each class, straight from the mirror's JPEG tar."""
-    images, labels, count = [], [], dict.fromkeys(rc.CIFAR10_CLASSES, 0)
+    images, labels, count = [], [], dict.fromkeys(CIFAR10_CLASSES, 0)
     with tarfile.open(tar_path) as tf:
         for m in tf:
             parts = m.name.split("/")  # cifar10-jpeg/test/<class>/<n>.jpg
@@ -32,7 +33,7 @@ def read_cifar_test(tar_path, per_class: int):
             from PIL import Image
 
             images.append(np.array(Image.open(io.BytesIO(tf.extractfile(m).read())).convert("RGB")))
-            labels.append(rc.CIFAR10_CLASSES.index(parts[2]))
+            labels.append(CIFAR10_CLASSES.index(parts[2]))
             count[parts[2]] += 1
             if min(count.values()) >= per_class:
                 break
@@ -119,7 +120,7 @@ def test_cli_classifier_resnet(files, cifar, tmp_path, capsys):
     model = rc.load_classifier(out)
     want = (rc.predict_logits(model, images[idx]).argmax(1) == labels[idx]).mean()
     assert ev["n"] == 50 and ev["accuracy"] == pytest.approx(want)
-    assert set(ev["per_class"]) == set(rc.CIFAR10_CLASSES)
+    assert set(ev["per_class"]) == set(CIFAR10_CLASSES)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "classifier-resnet" and set(manifest["inputs"]) == {"weights", "testset"}
 

@@ -45,8 +45,9 @@ def register(sub) -> None:
 
 def run_resnet(args: argparse.Namespace) -> None:
     from diffsec.imageset import load_labelled
+    from diffsec.metrics.classify import write_evaluation
     from diffsec.models import checks
-    from diffsec.models.resnet_cifar import load_akamaster, save_classifier, write_evaluation
+    from diffsec.models.resnet_cifar import load_akamaster, save_classifier
 
     checks.positive(args, "batch_size")
     model, info = load_akamaster(args.weights, args.arch)

@@ -6,6 +6,10 @@ model and uint8 NHWC images into labels first (CIFAR ResNet preprocessing by def
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 
 
@@ -91,3 +95,26 @@ def confusion_png(path, cm: np.ndarray, names: list[str], title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_evaluation(model, images: np.ndarray, labels: np.ndarray, batch_size: int, device,
+                     directory: str | os.PathLike, reported_top1) -> dict:
+    """eval.json (accuracy, per-class accuracy, n) and confusion.png of `model` on a labelled set."""
+    from sklearn.metrics import confusion_matrix
+
+    from diffsec.models.captions import CIFAR10_CLASSES
+    from diffsec.models.resnet_cifar import predict_logits
+
+    k = model.num_classes
+    names = list(CIFAR10_CLASSES) if k == 10 else [str(c) for c in range(k)]
+    pred = predict_logits(model, images, batch_size, device, progress=True).argmax(1)
+    acc = accuracy(pred, labels)
+    report = {"accuracy": acc, "n": int(len(labels)),
+              "per_class": {n: (None if np.isnan(a) else float(a))
+                            for n, a in zip(names, per_class_accuracy(pred, labels, k), strict=True)},
+              "arch": model.arch, "reported_top1": reported_top1}
+    d = Path(directory)
+    (d / "eval.json").write_text(json.dumps(report, indent=2))
+    confusion_png(d / "confusion.png", confusion_matrix(labels, pred, labels=range(k)), names,
+                  f"{model.arch}: accuracy {acc:.4f} (n={len(labels)})")
+    return report

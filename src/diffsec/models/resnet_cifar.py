@@ -18,7 +18,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from diffsec.errors import DiffsecError
-from diffsec.models.captions import CIFAR10_CLASSES
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -190,25 +189,3 @@ def load_classifier(directory: str | os.PathLike) -> ResNetCifar:
         why = " ".join(str(e).split())
         raise DiffsecError(f"{d}: cannot load the CIFAR ResNet classifier ({type(e).__name__}: {why})") from None
     return model.eval()
-
-
-def write_evaluation(model: ResNetCifar, images: np.ndarray, labels: np.ndarray, batch_size: int, device,
-                     directory: str | os.PathLike, reported_top1) -> dict:
-    """eval.json (accuracy, per-class accuracy, n) and confusion.png of `model` on a labelled set."""
-    from sklearn.metrics import confusion_matrix
-
-    from diffsec.metrics.classify import accuracy, confusion_png, per_class_accuracy
-
-    k = model.num_classes
-    names = list(CIFAR10_CLASSES) if k == 10 else [str(c) for c in range(k)]
-    pred = predict_logits(model, images, batch_size, device, progress=True).argmax(1)
-    acc = accuracy(pred, labels)
-    report = {"accuracy": acc, "n": int(len(labels)),
-              "per_class": {n: (None if np.isnan(a) else float(a))
-                            for n, a in zip(names, per_class_accuracy(pred, labels, k), strict=True)},
-              "arch": model.arch, "reported_top1": reported_top1}
-    d = Path(directory)
-    (d / "eval.json").write_text(json.dumps(report, indent=2))
-    confusion_png(d / "confusion.png", confusion_matrix(labels, pred, labels=range(k)), names,
-                  f"{model.arch}: accuracy {acc:.4f} (n={len(labels)})")
-    return report
