@@ -335,3 +335,21 @@ def test_every_sau_stage_documents_its_flags(stage, capsys):
     with pytest.raises(SystemExit) as e:
         main([stage, "--help"])
     assert e.value.code == 0 and "--out" in capsys.readouterr().out
+
+
+def test_killed_generation_resumes_bytes_identical(world, tmp_path, capsys):
+    from resume_harness import check_kill_resume
+
+    argv = ["t2i-generate", "--model", str(world), "--seeds", "0:2", "--prompt-set", "triggered", "--classes",
+            *CLASSES, "--steps", "2", "--guidance", "3", "--batch-size", "2"]
+    check_kill_resume(argv, tmp_path, capsys, 1, 1, ["generations.npz"], ["--guidance", "4"])
+
+
+def test_killed_detector_training_resumes_bytes_identical(detector, tmp_path, capsys):
+    from resume_harness import check_kill_resume
+
+    d = detector.parent
+    argv = ["t2i-detector", "--kind", "patch", "--images", str(d / "train.npz"), "--heldout", str(d / "test.npz"),
+            "--patch", str(d / "patch.png"), "--n", "320", "--n-heldout", "100", "--width", "4", "--epochs", "2",
+            "--batch-size", "32", "--lr", "3e-3", "--min-accuracy", "0"]
+    check_kill_resume(argv, tmp_path, capsys, 1, 1, ["model.safetensors"], ["--lr", "1e-3"])
