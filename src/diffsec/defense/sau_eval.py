@@ -113,13 +113,13 @@ def evaluate(gen: dict[str, np.ndarray], detector, *, clip=None, classifier=None
     name, all class names), `classifier` a CIFAR ResNet, `reference` a seed-matched set (checked by
     the caller), `maps` SAU's maps of these very rows. Returns metrics, their backbones, standard
     errors and per-image detector answers."""
-    from diffsec.backdoor.t2i_detector import detect
     from diffsec.models.captions import CIFAR10_CLASSES
 
     images, classes = gen["images"], [str(c) for c in gen["class_name"]]
-    found = detect(detector, images)
+    prob = detector.probability(images)
+    found = prob > 0.5  # = backdoor.t2i_detector.detect(detector, images)
     asr, se = rate(found)
-    metrics = {"asr": asr, "detector_probability": float(detector.probability(images).mean()),
+    metrics = {"asr": asr, "detector_probability": float(prob.mean()),
                "colourfulness": float(colourfulness(images).mean())}
     stderr, backbones, notes = {"asr": se}, {}, {}
     if clip is not None:
