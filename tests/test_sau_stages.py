@@ -299,7 +299,8 @@ def test_table_sau_puts_the_paper_values_beside_ours(tmp_path):
              _eval_json(tmp_path / "c", "pixel", "poisoned", "clean", 0.05),
              _eval_json(tmp_path / "d", "pixel", "sau", "triggered", 0.2, variant="tau-0.8", sau={**sau, "tau": 0.8})]
     out = tmp_path / "sau.csv"
-    assert main(["table-sau", "--metrics", *map(str, evals), "--profile", "tiny", "--out", str(out)]) == 0
+    paths = [str(evals[0] / "metrics.json"), *map(str, evals[1:])]  # an artifact or its metrics.json
+    assert main(["table-sau", "--metrics", *paths, "--profile", "tiny", "--out", str(out)]) == 0
     rows = {(r["table"], r["row"], r["column"], r["metric"]): r for r in read_table(out)}
     cell = rows[("sau", "Spatial Attention Unlearning", "Pixel", "removal_accuracy")]
     assert (float(cell["value"]), float(cell["paper_value"])) == (1.0, 1.0)
