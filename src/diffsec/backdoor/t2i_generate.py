@@ -135,8 +135,9 @@ def decode_latents(vae, latents: torch.Tensor, batch_size: int = 100) -> np.ndar
 @torch.no_grad()
 def generate(pipe, jobs: list[tuple[str, int]], prompts: list[str], cfg: GenerateConfig,
              ckpt: resume.Checkpoint | None = None, progress: bool = True) -> dict[str, np.ndarray]:
-    """Final latents (float32 N x C x h x w) and decoded uint8 images of every job, in order.
-    Batches are independent: a killed run resumes at the next one (`resume.keep_part`)."""
+    """Final latents (float32 N x C x h x w) and decoded uint8 images of every job, in order, and
+    `n_new`: how many of them this call generated. Batches are independent: a killed run resumes at
+    the next one (`resume.keep_part`)."""
     from tqdm.auto import tqdm
 
     ckpt = ckpt or resume.disabled()
@@ -145,7 +146,8 @@ def generate(pipe, jobs: list[tuple[str, int]], prompts: list[str], cfg: Generat
     side = shape[-1] * pipe.vae_scale_factor
     starts = list(range(0, len(jobs), cfg.batch_size))
     parts = resume.finished_parts(ckpt)
-    bar = tqdm(total=len(jobs), initial=min(len(jobs), len(parts) * cfg.batch_size), desc="t2i-generate",
+    done = min(len(jobs), len(parts) * cfg.batch_size)
+    bar = tqdm(total=len(jobs), initial=done, desc="t2i-generate",
                unit=" img", disable=not progress)
     for c, lo in list(enumerate(starts))[len(parts):]:
         hi = min(lo + cfg.batch_size, len(jobs))
@@ -158,9 +160,10 @@ def generate(pipe, jobs: list[tuple[str, int]], prompts: list[str], cfg: Generat
         bar.update(hi - lo)
     bar.close()
     if not parts:
-        return {"latents": np.zeros((0, *shape), np.float32), "images": np.zeros((0, side, side, 3), np.uint8)}
+        return {"latents": np.zeros((0, *shape), np.float32), "images": np.zeros((0, side, side, 3), np.uint8),
+                "n_new": 0}
     return {"latents": torch.cat([p["latents"] for p in parts]).numpy().astype(np.float32),
-            "images": torch.cat([p["images"] for p in parts]).numpy()}
+            "images": torch.cat([p["images"] for p in parts]).numpy(), "n_new": len(jobs) - done}
 
 
 def generation_set(out: dict[str, np.ndarray], jobs: list[tuple[str, int]], classes: list[str],

@@ -168,9 +168,9 @@ def run_generate(args: argparse.Namespace) -> None:
         save_png(art.file("generations.png"), grid(tg.grid_rows(gen), min(10, len(jobs) // len(args.classes))),
                  scale=2)
         art.extra.update(n=len(jobs), prompt_set=args.prompt_set, sampler=args.sampler, seconds=round(seconds, 3),
-                         images_per_s=round(len(jobs) / seconds, 4) if seconds > 0 else None,
-                         trigger_token_ids=token_ids, latent_shape=list(gen["latents"].shape[1:]),
-                         note="images/s counts only the batches this attempt generated")
+                         images_per_s=round(out["n_new"] / seconds, 4) if seconds > 0 else None,
+                         generated_this_attempt=out["n_new"], trigger_token_ids=token_ids,
+                         latent_shape=list(gen["latents"].shape[1:]))
 
 
 def run_apply(args: argparse.Namespace) -> None:
