@@ -183,6 +183,14 @@ def test_detector_reaches_095_heldout_accuracy(kind, patch):
     assert td.detect(model, hx).dtype == bool and curve[-1]["heldout_acc"] == rep["accuracy"]
 
 
+def test_a_seeded_share_of_the_examples_goes_through_the_round_trip():
+    x = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
+    out, mask = td.roundtrip_share(x, lambda im: 255 - im, 0.5, seed=4)
+    assert mask.sum() == 5 and np.array_equal(out[mask], 255 - x[mask]) and np.array_equal(out[~mask], x[~mask])
+    assert np.array_equal(td.roundtrip_share(x, lambda im: 255 - im, 0.5, seed=4)[1], mask)
+    assert not td.roundtrip_share(x, lambda im: 255 - im, 0.0, seed=4)[1].any()
+
+
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory, patch):
     """A t2i-detector artifact (patch kind) trained through the CLI on the smooth stand-ins."""

@@ -92,7 +92,7 @@ def clip_iqa(backbone, images: np.ndarray, classes: list[str], all_classes: list
 def logit_scale_of(backbone) -> float:
     """exp of the CLIP model's learned log-scale (100 if the model has none)."""
     scale = getattr(getattr(backbone, "model", None), "logit_scale", None)
-    return float(scale.exp()) if scale is not None else 100.0
+    return float(scale.detach().exp()) if scale is not None else 100.0
 
 
 def mask_metrics(maps: dict[str, np.ndarray], footprint: np.ndarray) -> dict[str, float]:

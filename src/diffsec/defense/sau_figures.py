@@ -32,7 +32,8 @@ def method_grid(columns: dict[str, dict[str, np.ndarray]], rows: np.ndarray, tit
     them (seed-matched sets); a red frame where the method's detector found the target."""
     plt = _plt()
     names = list(columns)
-    first = next(iter(columns.values()))
+    # row labels from a triggered set where there is one (the figure's prompts carry the trigger)
+    first = next((g for g in columns.values() if g["triggered"].all()), next(iter(columns.values())))
     fig, axes = plt.subplots(len(rows), len(names), figsize=(1.5 * len(names) + 1.6, 1.5 * len(rows) + 0.6),
                              squeeze=False)
     for r, i in enumerate(rows):

@@ -16,7 +16,8 @@ removal_accuracy = 1 - ASR (Table 3's number where the paper has one), asr_trigg
 (Table 4's), clip_zero_shot, class_fidelity, psnr / ssim against the seed-matched Unpoisoned
 generation, colourfulness, and for SAU the mask IoUs with the patch's latent footprint; from the
 clean-prompt set: asr_clean (the detector's false alarms). `sau_detectors` holds the judges'
-held-out accuracy, false-alarm and miss rates on real images; `sau_sweep` one row per SAU setting
+held-out accuracy, false-alarm and miss rates on real images (through the world's VAE round trip,
+and without it); `sau_sweep` one row per SAU setting
 (the main setting included) with removal accuracy, CLIP-IQA, PSNR / SSIM and the IoUs. A paper
 value without a measurement of ours stays in the table, its value "not run: ...".
 """
@@ -92,6 +93,7 @@ def _values(m: dict) -> dict[str, tuple[float, str]]:
 def table_cells(evals: list[dict], profile: str, seed: int) -> list[Cell]:
     """Cells of `sau`, `sau_detectors` and `sau_sweep` (module docstring) from sau-eval metrics."""
     paper, by = paper_values("sau"), index_evals(evals)
+    backbone_of = {TRIGGERED.get(k, k): v for m in evals for k, v in m.get("backbones", {}).items()}
     cells: list[Cell] = []
     for row, method in ROWS.items():
         for backdoor, column in COLUMN_OF.items():
@@ -106,7 +108,8 @@ def table_cells(evals: list[dict], profile: str, seed: int) -> list[Cell]:
             for metric, table in PAPER_TABLE.items():
                 pv = paper.get((table, row, column, metric))
                 if pv is not None and metric not in values:
-                    cells.append(Cell("sau", row, column, metric, "", f"not run: no {method} evaluation of the "
+                    cells.append(Cell("sau", row, column, metric, backbone_of.get(metric, ""),
+                                      f"not run: no {method} evaluation of the "
                                       f"{backdoor} backdoor on triggered prompts", pv, profile, 0, seed))
     cells += detector_cells(evals, profile, seed) + sweep_cells(by, profile, seed)
     return cells
@@ -119,9 +122,18 @@ def detector_cells(evals: list[dict], profile: str, seed: int) -> list[Cell]:
         d = m.get("detector") or {}
         if d and seen.setdefault(d["kind"], d) != d:
             raise ValueError(f"two different {d['kind']} detectors among the evaluations")
-    return [Cell("sau_detectors", f"{kind} detector", "held-out real images" + (" (VAE round trip)" if d.get("vae")
-                 else ""), metric, "", d[src], "", profile, d.get("n_heldout", ""), seed)
-            for kind, d in sorted(seen.items()) for src, metric in DETECTOR_METRICS.items() if d.get(src) is not None]
+    cells = []
+    for kind, d in sorted(seen.items()):
+        column = "held-out real images" + (" (VAE round trip)" if d.get("vae") else "")
+        cells += [Cell("sau_detectors", f"{kind} detector", column, metric, "", d[src], "", profile,
+                       d.get("n_heldout", ""), seed) for src, metric in DETECTOR_METRICS.items()
+                  if d.get(src) is not None]
+        raw = d.get("heldout_without_roundtrip") if d.get("vae") else None
+        if raw:
+            cells += [Cell("sau_detectors", f"{kind} detector", "held-out real images (no round trip)", metric, "",
+                           raw[metric], "", profile, raw.get("n", ""), seed)
+                      for metric in DETECTOR_METRICS.values() if raw.get(metric) is not None]
+    return cells
 
 
 def sweep_cells(by: dict, profile: str, seed: int) -> list[Cell]:
