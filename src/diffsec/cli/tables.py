@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffsec.paper import invisible, sedid, spd, szt  # table shapes and cells: no heavy imports
+from diffsec.paper import invisible, sau, sedid, spd, szt  # table shapes and cells: no heavy imports
 from diffsec.tables import measurements_by_label, read_measurement, worlds_cells, write_table
 
 
@@ -69,6 +69,27 @@ def register(sub) -> None:
            "Rows prompt x Train/Test, columns Baseline (random noise), Ours, the other universal methods and "
            "per-image PhotoGuard, each per eps and as the mean over eps, from spd-eval artifacts; the paper's "
            "values beside the Baseline and Ours means (lower = stronger immunization).", "spd-eval artifacts")
+
+    _table(sub, "table-sau", run_sau, "SAU Tables 3-4 and the slice's measurements (sau.csv)",
+           "Rows Unpoisoned / Poisoned Unet / Finetune Reversal / Concept Erasure / Spatial Attention Unlearning, "
+           "columns Pixel and Style: removal accuracy (1 - ASR on triggered prompts), ASR on triggered and clean "
+           "prompts, CLIP-IQA, the CLIP's zero-shot accuracy, ResNet class fidelity, PSNR / SSIM against the "
+           "Unpoisoned generation, colourfulness and SAU's mask IoUs, with the paper's Tables 3-4 beside them; "
+           "the detectors' held-out accuracy (sau_detectors) and one row per SAU setting (sau_sweep). Each "
+           "sau-eval artifact names its own backdoor, method, variant and prompt set.", "sau-eval artifacts")
+
+
+def run_sau(args: argparse.Namespace) -> None:
+    from diffsec.errors import DiffsecError
+
+    def read(path: Path) -> dict:  # a sau-eval artifact or its metrics.json
+        return read_measurement(path) if path.is_dir() else read_measurement(path.parent, path.name)
+
+    try:
+        cells = sau.table_cells([read(d) for d in args.metrics], args.profile, args.seed)
+    except (KeyError, ValueError, TypeError) as e:
+        raise DiffsecError(f"--metrics: not sau-eval artifacts ({e})") from None
+    write_table(cells, args.out)
 
 
 def run_spd(args: argparse.Namespace) -> None:

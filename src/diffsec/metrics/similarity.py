@@ -44,8 +44,14 @@ def clip_score(backbone, images: np.ndarray, texts, batch_size: int = 64) -> flo
 
 
 def clip_iqa_from_features(image_feats, good_feat, bad_feat, logit_scale: float = 100.0) -> np.ndarray:
-    """P(good) per image: softmax of logit_scale * cosine over the antonym prompt pair."""
-    logits = logit_scale * cosine_matrix(image_feats, np.stack([good_feat, bad_feat]))
+    """P(good) per image: softmax of logit_scale * cosine over the antonym prompt pair. The pair is
+    one text feature each (D) for all images, or one per image (N x D, row i for image i)."""
+    good, bad = np.asarray(good_feat), np.asarray(bad_feat)
+    if good.ndim == 2:  # a pair per image
+        img = _unit(image_feats)
+        logits = logit_scale * np.stack([(img * _unit(good)).sum(-1), (img * _unit(bad)).sum(-1)], 1)
+    else:
+        logits = logit_scale * cosine_matrix(image_feats, np.stack([good, bad]))
     logits -= logits.max(1, keepdims=True)
     p = np.exp(logits)
     return p[:, 0] / p.sum(1)
