@@ -169,7 +169,8 @@ def test_fine_tuned_unet_replaces_the_pipelines_and_keeps_its_bytes(world, tmp_p
             p.add_(0.01)  # a "fine-tune": every weight moved
     save_unet(unet, tmp_path / "ft")
     pipe = open_pipeline(str(world), unet=tmp_path / "ft")
-    assert all(torch.equal(a, b) for a, b in zip(unet.state_dict().values(), pipe.unet.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(unet.state_dict().values(), pipe.unet.state_dict().values(),
+                                                      strict=True))
     assert not torch.equal(next(open_pipeline(str(world)).unet.parameters()), next(pipe.unet.parameters()))
     with pytest.raises(DiffsecError, match="--unet .*no fine-tuned UNet"):
         open_pipeline(str(world), unet=tmp_path / "missing")
