@@ -22,7 +22,14 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from diffsec.config import validate_config
 from diffsec import warm
 from diffsec.errors import DiffsecError
-from diffsec.plan import invisible_plan, mia_plan, sedid_plan, spd_plan, szt_plan
+from diffsec.plan import (
+    invisible_plan,
+    mia_plan,
+    sau_plan,
+    sedid_plan,
+    spd_plan,
+    szt_plan,
+)
 
 try:
     validate_config(
@@ -35,6 +42,7 @@ try:
     SEDID_PLAN = sedid_plan(config["sedid"], config["metrics"]["fid_samples"])
     MIA_PLAN = mia_plan(config["sedid"]["mia"])
     SPD_PLAN = spd_plan(config["spd"])
+    SAU_PLAN = sau_plan(config["sau"])
 except DiffsecError as e:
     print(e, file=sys.stderr)
     sys.exit(1)
@@ -49,6 +57,7 @@ include: "workflow/rules/backdoor.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/detection.smk"
 include: "workflow/rules/immunize.smk"
+include: "workflow/rules/unlearn.smk"
 include: "workflow/rules/tables.smk"
 
 
@@ -85,4 +94,5 @@ rule all:
         "results/tables/sedid.csv",
         "results/tables/sedid_mia.csv",
         "results/tables/spd.csv",
+        "results/tables/sau.csv",
         "results/data/dreambooth",

@@ -102,3 +102,44 @@ def test_plans_do_not_change_the_config(szt, inv):
     szt_plan(szt)
     invisible_plan(inv)
     assert (szt, inv) == before
+
+
+@pytest.fixture
+def sau():
+    return yaml.safe_load((REPO / "config.yaml").read_text())["sau"]
+
+
+def test_sau_plan_evaluates_every_model_both_prompt_sets_and_every_sau_setting(sau):
+    from diffsec.plan import sau_plan
+
+    plan = sau_plan(sau)
+    n_settings = 1 + sum(len(v) for v in sau["sweep"].values())
+    assert list(plan.settings)[0] == "default" and len(plan.settings) == n_settings
+    assert plan.settings["alpha-0.5"] == {**sau["sau"], "alpha": 0.5}
+    # 4 methods x 2 prompt sets + the SAU settings, per backdoor
+    assert len(plan.evals) == 2 * (4 * 2 + n_settings)
+    # unpoisoned is one model shared by both backdoors; calibration pairs only for poisoned ones
+    assert plan.models[0] == "unpoisoned" and len(plan.models) == 1 + 2 * 3
+    assert sorted(g for g in plan.gen_sets if "calib" in g) == sorted(
+        f"{b}-poisoned/calib-{p}" for b in ("pixel", "style") for p in ("triggered", "clean"))
+    assert plan.eval_source("style", "unpoisoned-clean") == ("unpoisoned", "gen/unpoisoned/clean")
+    assert plan.eval_source("pixel", "concept_erasure-triggered") == (
+        "concept_erasure", "gen/pixel-concept_erasure/triggered")
+    assert plan.eval_source("pixel", "sau-tau-0.3") == ("sau", "defended/pixel/tau-0.3")
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"generate": {"seeds": "0:20", "calib_seeds": "10:5"}}, "overlap the test seeds"),
+    ({"sweep": {"gamma": [1]}}, "not an SAU setting"),
+    ({"sweep": {"alpha": [1.0]}}, "is the default setting itself"),
+    ({"backdoors": ["pixel", "pixel"]}, "must be distinct"),
+    ({"generate": {"seeds": "0-20", "calib_seeds": "1000:10"}}, "is not START:COUNT"),
+])
+def test_sau_plan_refuses_what_the_stages_would(sau, change, why):
+    from diffsec.plan import sau_plan
+
+    cfg = copy.deepcopy(sau)
+    for k, v in change.items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and k != "sweep" else v
+    with pytest.raises(DiffsecError, match=why):
+        sau_plan(cfg)

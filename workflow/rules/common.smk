@@ -8,6 +8,12 @@ import shlex
 from diffsec.codedeps import stage_code
 from diffsec.paper import invisible as INV_SHAPE
 from diffsec.paper.szt import TABLES, defenses_of
+from diffsec.plan.sau import (
+    DEFAULT as SAU_DEFAULT,
+    DETECTOR as SAU_DETECTOR,
+    METHODS as SAU_METHODS,
+)
+from diffsec.plan.sau import UNLEARN as SAU_UNLEARN, model_name
 
 CONDA_ENV = "../../envs/diffsec.yaml"
 SRC = Path(workflow.basedir) / "src"
@@ -497,6 +503,130 @@ def spd_eval_flags(wildcards):
     )
 
 
+# SAU: the fine-tuned models, seed-matched generation sets, SAU settings and evaluations
+# (src/diffsec/plan/sau.py); every path below results/unlearn/sau/
+SAU = config["sau"]
+SAU_DIR = "results/unlearn/sau"
+SAU_EVALS = [f"{SAU_DIR}/eval/{e}" for e in SAU_PLAN.evals]
+
+
+def sau_patch(wildcards):
+    """The MIST image, for whatever draws the pixel backdoor's patch."""
+    kind = getattr(wildcards, "sau_detector", None) or getattr(
+        wildcards, "sau_backdoor", None
+    )
+    return "results/sources/mist_target" if kind in ("patch", "pixel") else []
+
+
+def sau_unet(wildcards):
+    """The fine-tuned UNet a generation set comes from (the Unpoisoned world has none)."""
+    m = wildcards.sau_model
+    return [] if m == "unpoisoned" else f"{SAU_DIR}/model/{m}"
+
+
+def sau_generate_flags(wildcards):
+    g, ps = SAU["generate"], wildcards.sau_prompts
+    return flags(
+        seeds=g["calib_seeds"] if ps.startswith("calib-") else g["seeds"],
+        prompt_set=ps.removeprefix("calib-"),
+        guidance=g["guidance"],
+        steps=g["steps"],
+        sampler=g["sampler"],
+        batch_size=g["batch_size"],
+    )
+
+
+def sau_apply_inputs(wildcards):
+    gen = f"{SAU_DIR}/gen/{wildcards.sau_backdoor}-poisoned"
+    return {
+        k.replace("-", "_"): f"{gen}/{k}"
+        for k in ("triggered", "clean", "calib-triggered", "calib-clean")
+    }
+
+
+def sau_apply_flags(wildcards):
+    return flags(**SAU_PLAN.settings[wildcards.sau_setting])
+
+
+def sau_eval_images(wildcards):
+    tail = SAU_PLAN.eval_source(wildcards.sau_backdoor, wildcards.sau_eval)[1]
+    return f"{SAU_DIR}/{tail}"
+
+
+def sau_eval_flags(wildcards):
+    method, _ = SAU_PLAN.eval_source(wildcards.sau_backdoor, wildcards.sau_eval)
+    variant = wildcards.sau_eval[4:] if method == "sau" else ""
+    named_flags = flags(
+        backdoor=wildcards.sau_backdoor,
+        method=method,
+        variant="" if variant == SAU_DEFAULT else variant,
+        clip_backbone=SAU["clip_backbone"],
+        clip=sau_clip(wildcards) or SAU.get("clip", ""),
+    )
+    return f"{named_flags} --iqa-prompts {words(SAU['iqa_prompts'])}"
+
+
+def sau_unlearn_settings(wildcards):
+    """unlearn-t2i's settings of one baseline (ESD's sampler keys carry their flag's prefix)."""
+    cfg = dict(SAU[wildcards.sau_unlearn])
+    if wildcards.sau_unlearn == "concept_erasure":
+        cfg["esd_ddim_steps"], cfg["esd_guidance"] = cfg.pop("ddim_steps"), cfg.pop(
+            "guidance"
+        )
+    return cfg
+
+
+def _sau_figure_columns(backdoor):
+    """Tables 1-2 of the paper: each method's triggered set (SAU: its default setting)."""
+    cols = {
+        m: f"{SAU_DIR}/gen/{model_name(backdoor, m)}/triggered" for m in SAU_METHODS
+    }
+    cols["sau"] = f"{SAU_DIR}/defended/{backdoor}/{SAU_DEFAULT}"
+    return cols
+
+
+def _sau_mask_backdoor():
+    return "pixel" if "pixel" in SAU_PLAN.backdoors else SAU_PLAN.backdoors[0]
+
+
+def sau_figure_inputs(wildcards):
+    b = _sau_mask_backdoor()
+    paths = {
+        f"{bd}_{m}": p
+        for bd in SAU_PLAN.backdoors
+        for m, p in _sau_figure_columns(bd).items()
+    }
+    paths.update(
+        {
+            f"detector_{bd}": f"{SAU_DIR}/detector/{SAU_DETECTOR[bd]}"
+            for bd in SAU_PLAN.backdoors
+        }
+    )
+    paths["mask_clean"] = f"{SAU_DIR}/gen/{b}-poisoned/clean"
+    return paths
+
+
+def sau_figure_flags(wildcards):
+    b = _sau_mask_backdoor()
+    detectors = {
+        bd: f"{SAU_DIR}/detector/{SAU_DETECTOR[bd]}" for bd in SAU_PLAN.backdoors
+    }
+    out = [f"--{bd} {named(_sau_figure_columns(bd))}" for bd in SAU_PLAN.backdoors]
+    out.append(f"--detectors {named(detectors)}")
+    out.append(
+        flags(
+            mask_sau=f"{SAU_DIR}/defended/{b}/{SAU_DEFAULT}",
+            mask_triggered=f"{SAU_DIR}/gen/{b}-poisoned/triggered",
+            mask_clean=f"{SAU_DIR}/gen/{b}-poisoned/clean",
+        )
+    )
+    return " ".join(out)
+
+
+def sau_clip(wildcards):
+    return "results/models/clip-cifar10" if SAU["clip_backbone"] == "clip-tiny" else []
+
+
 # Every wildcard of every rule, matched against exactly the names the config defines.
 wildcard_constraints:
     source=alternatives(SOURCE_NAMES),
@@ -518,3 +648,10 @@ wildcard_constraints:
     spd_condition=alternatives(SPD_PLAN.conditions),
     spd_eps=alternatives(SPD_PLAN.eps),
     spd_set=alternatives(["clean", *SPD_PLAN.immunized]),
+    sau_backdoor=alternatives(SAU_PLAN.backdoors),
+    sau_detector=alternatives(SAU_DETECTOR[b] for b in SAU_PLAN.backdoors),
+    sau_unlearn=alternatives(SAU_UNLEARN),
+    sau_model=alternatives(SAU_PLAN.models),
+    sau_prompts="triggered|clean|calib-triggered|calib-clean",
+    sau_setting=alternatives(SAU_PLAN.settings),
+    sau_eval=alternatives(sorted({e.split("/", 1)[1] for e in SAU_PLAN.evals})),

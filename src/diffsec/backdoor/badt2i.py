@@ -77,6 +77,25 @@ def _check_images(images: np.ndarray) -> None:
         raise DiffsecError(f"BadT2I targets need uint8 N x H x W x 3 images, got {images.dtype} {images.shape}")
 
 
+def read_patch(path, flag: str = "--patch"):
+    """(uint8 h x w x 3 patch, `sources.SourceFile`) of the pixel backdoor: a fetch-source
+    `mist_target` artifact (its file checked against the catalog) or an image file named directly
+    (its digest recorded); anything unreadable is one DiffsecError line naming `flag`."""
+    from PIL import Image, UnidentifiedImageError
+
+    from diffsec.sources import verify_source
+
+    try:
+        src = verify_source(path, "mist_target")
+    except DiffsecError as e:
+        raise DiffsecError(f"{flag} {path}: {e}") from None
+    try:
+        with Image.open(src.path) as im:
+            return np.asarray(im.convert("RGB")).copy(), src
+    except (OSError, UnidentifiedImageError) as e:
+        raise DiffsecError(f"{flag} {path}: not a readable image ({' '.join(str(e).split())})") from None
+
+
 def paste_patch(images: np.ndarray, patch: np.ndarray, frac: float = PATCH_FRAC) -> np.ndarray:
     """Pixel-backdoor targets: a copy of uint8 NHWC `images` with `patch` (uint8 h x w x 3) resized
     to s x s, s = round(frac * min(H, W)), pasted in the top-left corner; other pixels untouched."""

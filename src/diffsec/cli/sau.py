@@ -216,20 +216,12 @@ def run_apply(args: argparse.Namespace) -> None:
 
 
 def _patch(path: Path | None):
-    import numpy as np
-    from PIL import Image
-
+    from diffsec.backdoor.badt2i import read_patch
     from diffsec.errors import DiffsecError
-    from diffsec.sources import verify_source
 
     if path is None:
         raise DiffsecError("--kind patch needs --patch (the mist_target fetch-source artifact or an image file)")
-    src = verify_source(path, "mist_target")
-    try:
-        with Image.open(src.path) as im:
-            return np.array(im.convert("RGB")), src  # a writable copy
-    except OSError as e:
-        raise DiffsecError(f"--patch {path}: not a readable image ({e})") from None
+    return read_patch(path)
 
 
 def _draw(images, n: int, seed: int, flag: str):

@@ -55,7 +55,8 @@ def register(sub) -> None:
                   "target: black and white (ITU-R 601 luma). Captions: each image's class in the world's "
                   "templates. Text encoder and VAE frozen; latents are posterior modes. " + LAYOUT)
     p.add_argument("--kind", required=True, help="pixel (a patch in the top-left corner) or style (black and white)")
-    p.add_argument("--patch", type=Path, help="the pixel backdoor's patch image (PNG/JPEG; the MIST image in tiny)")
+    p.add_argument("--patch", type=Path,
+                   help="the pixel backdoor's patch: the mist_target fetch-source artifact or an image file")
     _train_flags(p, steps=400, batch=16, lr=1e-4, n_images=1000)
     g = p.add_argument_group("BadT2I")
     g.add_argument("--lam", type=float, default=0.5, help="weight of the backdoor half (BadT2I: 0.5)")
@@ -99,16 +100,9 @@ def _check_common(a: argparse.Namespace) -> None:
 
 
 def _read_patch(path: Path):
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from diffsec.backdoor.badt2i import read_patch
 
-    if not path.is_file():
-        raise DiffsecError(f"--patch {path}: no such file")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB")).copy()
-    except (OSError, UnidentifiedImageError) as e:
-        raise DiffsecError(f"--patch {path}: not a readable image ({' '.join(str(e).split())})") from None
+    return read_patch(path)[0]
 
 
 def _images(a: argparse.Namespace):
