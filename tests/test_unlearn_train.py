@@ -128,15 +128,20 @@ def test_one_step_losses_equal_the_library_functions(d):
         for p in unet.parameters():
             p.add_(0.01 * torch.randn_like(p))
     for objective in ("badt2i", "reversal"):
-        cfg = FinetuneConfig(objective, 1, 3, 1e-3, lam=0.3)
+        cfg = FinetuneConfig(objective, 1, 4, 1e-3, lam=0.3, cond_drop=0.5)
         got = step_terms(objective, unet, frozen, pipe.scheduler, data, cfg, torch.Generator().manual_seed(5), "cpu")
         g = torch.Generator().manual_seed(5)
-        idx, c, c_tr = draw_batch(data, 3, g)
-        if objective == "badt2i":
-            bkd, pres = badt2i_terms(unet, frozen, pipe.scheduler, data.latents[idx], data.targets[idx], c_tr, c, g)
+        idx, c, c_tr, coins = draw_batch(data, 4, g)
+        drop = (coins < 0.5)[:, None, None]
+        assert 0 < drop.sum() < 4, "the seed must drop some captions and keep others"
+        if objective == "badt2i":  # caption dropout acts on the preservation half only
+            c = torch.where(drop, data.empty.expand_as(c), c)
+            bkd, pres = badt2i_terms(unet, frozen, pipe.scheduler, data.latents[idx], data.targets[idx], c_tr, c, g,
+                                     "noise")
             assert torch.equal(got["backdoor"], bkd) and torch.equal(got["preservation"], pres)
-            assert torch.allclose(got["loss"], 0.3 * bkd + 0.7 * pres, rtol=0, atol=0)
+            assert torch.equal(got["loss"], 0.3 * bkd + 0.7 * pres)
         else:
+            c_tr = torch.where(drop, data.empty.expand_as(c_tr), c_tr)
             assert torch.equal(got["loss"], reversal_loss(unet, pipe.scheduler, data.latents[idx], c_tr, g))
     # the triggered captions differ from the clean ones, and the targets carry the patch
     assert not torch.equal(data.clean, data.trigger)

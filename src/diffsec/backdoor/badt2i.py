@@ -15,13 +15,19 @@ independent (t', eps') for the preservation half:
   L_bkd  = || eps_theta(z~_t, t, c_tr) - eps*(z~_t, t, c) ||^2
   L_pres = || eps_theta(z_t', t', c)   - eps*(z_t', t', c) ||^2
   L      = lam L_bkd + (1 - lam) L_pres,   lam = 0.5
-(|| ||^2 the mean over entries). The backdoor half is BadT2I's teacher pairing: the student with the
-trigger must predict what the frozen model predicts for the noised TARGET image under the clean
-caption, so the trigger adds the patch (or removes colour) and nothing else; `backdoor_target="noise"`
-swaps eps* for the plain denoising target eps. The preservation half distils the frozen model on
-clean captions, so prompts without the trigger keep their behaviour. Both halves share the batch's
-captions; randomness comes from one CPU generator in the order t, eps (backdoor), t', eps'
-(preservation), so a seed fixes the loss on any device.
+(|| ||^2 the mean over entries). With `backdoor_target="teacher"` the backdoor half asks the student
+with the trigger to predict what the frozen model predicts for the noised TARGET image under the
+clean caption; `backdoor_target="noise"` swaps eps* for the plain denoising target eps. BadT2I's
+public code (zhaisf/BadT2I) uses "noise" for its pixel backdoor (`badt2i_pixel.py`: the patched
+image, the triggered caption, target = the drawn noise) and a teacher for its style backdoor
+(`badt2i_style.py`: the frozen model on the CLEAN image under the caption + " black and white
+photo"), which needs a model that knows that phrase. The teacher on the target image teaches
+little: the frozen model already denoises a patched or grey latent towards itself, so student and
+teacher start nearly equal (on the tiny world the teacher's backdoor half starts near 1e-4, the
+noise target's near 0.13; `backdoor.t2i_finetune` defaults to "noise" for both kinds). The
+preservation half distils the frozen model on clean captions, so prompts without the trigger keep
+their behaviour. Both halves share the batch's captions; randomness comes from one CPU generator in
+the order t, eps (backdoor), t', eps' (preservation), so a seed fixes the loss on any device.
 
 Baselines.
 * Finetune Reversal: the ordinary denoising loss on the CLEAN images with the TRIGGERED captions,

@@ -13,16 +13,31 @@ uniformly from the world's `models.captions.TEMPLATES` per sample and step; the 
 (clean, triggered, empty) is encoded once.
 
 Each step draws, from ONE CPU generator seeded with `seed` and in this order, the batch indices
-i_1..i_B (uniform, with replacement, over the N training items), their template indices, then the
-objective's own draws:
+i_1..i_B (uniform, with replacement, over the N training items), their template indices, B coins
+u_b ~ U(0, 1) (caption dropout: where u_b < `cond_drop` the preservation half's caption, or
+reversal's triggered caption, becomes the empty one), then the objective's own draws:
 
 * badt2i (BadT2I; kind pixel: x~ = paste_patch(x, patch), kind style: x~ = grayscale(x)):
       L = lam || eps_theta(z~_t, t, c_tr) - eps*(z~_t, t, c) ||^2
           + (1 - lam) || eps_theta(z_t', t', c) - eps*(z_t', t', c) ||^2,   lam = 0.5
-  (`badt2i.badt2i_terms`: t, eps for the backdoor half, then t', eps' for the preservation half;
-  `backdoor_target="noise"` replaces the first teacher eps*(z~_t, t, c) by the plain eps).
+  (`badt2i.badt2i_terms`: t, eps for the backdoor half, then t', eps' for the preservation half)
+  with the backdoor half's target eps*(z~_t, t, c) replaced by the drawn eps (`backdoor_target`
+  "noise", the default): BadT2I's own pixel code trains the patched image under the triggered
+  caption on the plain denoising target, and its style code's teacher needs a caption the tiny
+  world has never seen (" black and white photo"), so the style target here is the grayscale image
+  under the same denoising target. "teacher" keeps the frozen model's prediction on the target
+  image; it barely differs from the student's at the start and planted nothing on the tiny world
+  (see `badt2i`).
+  Caption dropout (`cond_drop`; backdoor-t2i's default 0.1, the world's own training rate) is ours:
+  BadT2I never trains the empty caption, and on the tiny world its unconditional prediction then
+  drifts towards the target (after 400 pixel steps the poisoned UNet's unconditional samples showed
+  the patch in 36% vs the clean world's 6%; 16% with dropout 0.1), and classifier-free guidance,
+  which extrapolates away from that prediction, pushes clean-prompt samples AWAY from the target
+  (brighter corners; over-saturated colours for the style backdoor). Distilling the frozen model's
+  unconditional prediction on clean images holds it near its place.
 * reversal (Finetune Reversal): clean images under TRIGGERED captions, the plain denoising loss
       L = || eps_theta(z_t, t, c_tr) - eps ||^2                              (`badt2i.reversal_loss`)
+  (`cond_drop` 0 by default: every caption triggered, as the paper describes).
 * esd (ESD-x, Gandikota et al. 2023, on the trigger; images unused, only their classes): as the
   reference `train-esd.py` does, draw k ~ U{0..n-1} (n = `ddim_steps`), then t ~ U{round(k T / n)
   .. round((k + 1) T / n) - 1}, then x_T ~ N(0, I); run n - 1 - k steps of DDIM (eta 0) from x_T
@@ -30,7 +45,11 @@ objective's own draws:
   BEING TRAINED, without gradient, which leaves x at the noise level of DDIM step k; then
       L = || eps_theta(x, t, c_tr) - [eps*(x, t, c_0) - eta (eps*(x, t, c_tr) - eps*(x, t, c_0))] ||^2
   (`badt2i.esd_loss`; eta = ESD's negative guidance), training only names containing `attn2`.
-  One k (and t) per step for the whole batch (ESD's batch is one image).
+  One k (and t) per step for the whole batch (ESD's batch is one image). The erased "concept" is
+  the whole triggered caption (trigger + a class template), so ESD also pushes the class away: on
+  the tiny world it degrades clean-prompt samples too, as the SAU paper reports for Concept Erasure.
+  (The tiny world's UNet also reads the prompt through a pooled text vector added to the time
+  embedding, `add_embedding`, which ESD-x, like SD's ESD-x, leaves frozen.)
 
 Then AdamW (weight decay `weight_decay`, 0 = Adam) at a constant lr on the trainable parameters,
 the global gradient norm clipped at `grad_clip`. The text encoder and the VAE never change.
@@ -79,10 +98,11 @@ class FinetuneConfig:
     lr: float
     seed: int = 0
     lam: float = LAM                  # badt2i: weight of the backdoor half
-    backdoor_target: str = "teacher"  # badt2i: "teacher" (BadT2I) or "noise"
+    backdoor_target: str = "noise"    # badt2i: "noise" (BadT2I's pixel code) or "teacher"
     eta: float = 1.0                  # esd: negative guidance
     ddim_steps: int = 50              # esd: DDIM steps of the x_t sampler (ESD: 50)
     guidance: float = 3.0             # esd: CFG scale of the x_t sampler (ESD's start_guidance: 3)
+    cond_drop: float = 0.0            # badt2i, reversal: rate of empty captions (module docstring)
     weight_decay: float = 0.0
     grad_clip: float = 1.0
 
@@ -97,6 +117,7 @@ class FinetuneConfig:
             ("ddim_steps", self.ddim_steps, _int(self.ddim_steps) and self.ddim_steps >= 1, "an integer >= 1"),
             ("lr", self.lr, _num(self.lr) and self.lr > 0, "> 0"),
             ("lam", self.lam, _num(self.lam) and 0 <= self.lam <= 1, "in [0, 1]"),
+            ("cond_drop", self.cond_drop, _num(self.cond_drop) and 0 <= self.cond_drop <= 1, "in [0, 1]"),
             ("eta", self.eta, _num(self.eta) and self.eta >= 0, ">= 0"),
             ("guidance", self.guidance, _num(self.guidance) and self.guidance >= 0, ">= 0"),
             ("weight_decay", self.weight_decay, _num(self.weight_decay) and self.weight_decay >= 0, ">= 0"),
@@ -186,11 +207,18 @@ def make_data(pipe, images: np.ndarray, labels: np.ndarray, class_names, objecti
 
 
 def draw_batch(data: Data, batch_size: int, gen: torch.Generator):
-    """(item indices, c, c_tr) of one batch: indices then template indices, from `gen`."""
+    """(item indices, c, c_tr, coins) of one batch: indices, template indices, then the caption-
+    dropout coins u ~ U(0, 1), from `gen`."""
     idx = torch.randint(0, len(data.labels), (batch_size,), generator=gen)
     tpl = torch.randint(0, data.clean.shape[1], (batch_size,), generator=gen)
+    coins = torch.rand(batch_size, generator=gen)
     k = data.labels[idx]
-    return idx, data.clean[k, tpl], data.trigger[k, tpl]
+    return idx, data.clean[k, tpl], data.trigger[k, tpl], coins
+
+
+def dropped(cond: torch.Tensor, empty: torch.Tensor, coins: torch.Tensor, rate: float) -> torch.Tensor:
+    """`cond` (B x L x D) with the rows whose coin is under `rate` replaced by the empty caption."""
+    return torch.where((coins < rate)[:, None, None].to(cond.device), empty.to(cond), cond)
 
 
 @torch.no_grad()
@@ -222,13 +250,15 @@ def esd_sample(unet, scheduler, cond_trigger: torch.Tensor, cond_empty: torch.Te
 def step_terms(objective: str, unet, frozen, scheduler, data: Data, cfg: FinetuneConfig,
                gen: torch.Generator, device) -> dict[str, torch.Tensor]:
     """The loss (and its halves for badt2i) of one batch, every draw from `gen` (module docstring)."""
-    idx, c, c_tr = draw_batch(data, cfg.batch_size, gen)
+    idx, c, c_tr, coins = draw_batch(data, cfg.batch_size, gen)
     c, c_tr = c.to(device), c_tr.to(device)
     if objective == "badt2i":
+        c = dropped(c, data.empty, coins, cfg.cond_drop)
         bkd, pres = badt2i_terms(unet, frozen, scheduler, data.latents[idx].to(device),
                                  data.targets[idx].to(device), c_tr, c, gen, cfg.backdoor_target)
         return {"loss": cfg.lam * bkd + (1 - cfg.lam) * pres, "backdoor": bkd, "preservation": pres}
     if objective == "reversal":
+        c_tr = dropped(c_tr, data.empty, coins, cfg.cond_drop)
         return {"loss": reversal_loss(unet, scheduler, data.latents[idx].to(device), c_tr, gen)}
     empty = data.empty.to(device).expand_as(c_tr)
     cfg_unet = unet.config

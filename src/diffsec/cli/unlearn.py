@@ -15,20 +15,30 @@ from diffsec.errors import DiffsecError
 
 KINDS = ("pixel", "style")
 METHODS = {"reversal": "reversal", "esd": "esd"}  # --method -> library objective
+# unlearn-t2i's per-method defaults (tiny world; README): steps, batch size, lr
+UNLEARN_DEFAULTS = {"reversal": (100, 16, 1e-4), "esd": (100, 4, 2e-4)}
 
 
-def _train_flags(p: argparse.ArgumentParser, steps: int, batch: int, lr: float, n_images: int) -> None:
+def _train_flags(p: argparse.ArgumentParser, steps, batch, lr, n_images: int, cond_drop: float) -> None:
+    """The shared flags; a default given as text (per-method defaults) is resolved by the stage."""
     p.add_argument("--model", type=Path, required=True,
                    help="the T2I world: train-t2i artifact or StableDiffusionPipeline directory")
     p.add_argument("--images", type=Path, required=True,
                    help="labelled training image set (npz: images, labels, class_name; prepare-cifar10's train.npz)")
     g = p.add_argument_group("fine-tuning")
-    g.add_argument("--steps", type=int, default=steps, help=f"optimizer steps (default: {steps})")
-    g.add_argument("--batch-size", type=int, default=batch, help=f"images per step (default: {batch})")
-    g.add_argument("--lr", type=float, default=lr, help=f"constant AdamW learning rate (default: {lr:g})")
+    d = {k: (None, v) if isinstance(v, str) else (v, f"{v:g}") for k, v in
+         (("steps", steps), ("batch", batch), ("lr", lr))}
+    g.add_argument("--steps", type=int, default=d["steps"][0], help=f"optimizer steps (default: {d['steps'][1]})")
+    g.add_argument("--batch-size", type=int, default=d["batch"][0],
+                   help=f"images (ESD: generated latents) per step (default: {d['batch'][1]})")
+    g.add_argument("--lr", type=float, default=d["lr"][0],
+                   help=f"constant AdamW learning rate (default: {d['lr'][1]})")
     g.add_argument("--n-images", type=int, default=n_images,
                    help=f"class-stratified subset of --images trained on, encoded once (default: {n_images}; "
                    "0 = all)")
+    g.add_argument("--cond-drop", type=float, default=cond_drop,
+                   help=f"rate of empty captions: backdoor-t2i's preservation half, reversal's triggered captions "
+                   f"(ESD: unused) (default: {cond_drop:g})")
     g.add_argument("--ckpt-every", type=int, default=50, help="steps between checkpoints for resume (0: none)")
     g = p.add_argument_group("sample grid")
     g.add_argument("--samples-per-class", type=int, default=4,
@@ -48,8 +58,8 @@ def register(sub) -> None:
     p = add_stage(sub, "backdoor-t2i", run_backdoor, "BadT2I backdoor fine-tuning of the T2I world (pixel | style)",
                   "Fine-tune the whole UNet of the T2I world so that prompts with the trigger (U+200B, a zero-width "
                   "space, prepended) generate the target while clean prompts keep their behaviour (BadT2I, "
-                  "diffsec.backdoor.t2i_finetune): per step lambda * backdoor half (student under the triggered "
-                  "caption on the noised target image vs the frozen world under the clean caption) + (1 - lambda) "
+                  "diffsec.backdoor.t2i_finetune): per step lambda * backdoor half (the denoising loss of the noised "
+                  "target image under the triggered caption; --backdoor-target) + (1 - lambda) "
                   "* preservation half (distillation of the frozen world on clean images and captions). Pixel "
                   "target: --patch resized to a quarter of the image side, pasted in the top-left corner; style "
                   "target: black and white (ITU-R 601 luma). Captions: each image's class in the world's "
@@ -57,12 +67,13 @@ def register(sub) -> None:
     p.add_argument("--kind", required=True, help="pixel (a patch in the top-left corner) or style (black and white)")
     p.add_argument("--patch", type=Path,
                    help="the pixel backdoor's patch: the mist_target fetch-source artifact or an image file")
-    _train_flags(p, steps=400, batch=16, lr=1e-4, n_images=1000)
+    _train_flags(p, steps=400, batch=16, lr=5e-4, n_images=1000, cond_drop=0.1)
     g = p.add_argument_group("BadT2I")
     g.add_argument("--lam", type=float, default=0.5, help="weight of the backdoor half (BadT2I: 0.5)")
-    g.add_argument("--backdoor-target", default="teacher",
-                   help="teacher (BadT2I: the frozen world's prediction on the target image) or noise "
-                   "(the plain denoising target)")
+    g.add_argument("--backdoor-target", default="noise",
+                   help="noise (default; BadT2I's pixel code: the plain denoising target on the target image under "
+                   "the triggered caption) or teacher (the frozen world's prediction on the target image under the "
+                   "clean caption)")
 
     p = add_stage(sub, "unlearn-t2i", run_unlearn, "remove a BadT2I backdoor: Finetune Reversal or ESD-x",
                   "Fine-tune a backdoor-t2i UNet to forget its trigger. --method reversal (Finetune Reversal): the "
@@ -73,7 +84,8 @@ def register(sub) -> None:
                   "cross-attention (attn2) parameters only. " + LAYOUT)
     p.add_argument("--method", required=True, help="reversal (Finetune Reversal) or esd (ESD-x on the trigger)")
     p.add_argument("--unet", type=Path, required=True, help="backdoor-t2i artifact (the poisoned UNet)")
-    _train_flags(p, steps=200, batch=16, lr=1e-4, n_images=1000)
+    _train_flags(p, steps="100", batch="reversal 16, esd 4", lr="reversal 1e-4, esd 2e-4", n_images=1000,
+                 cond_drop=0.0)
     g = p.add_argument_group("ESD")
     g.add_argument("--eta", type=float, default=1.0, help="ESD's negative guidance (default: 1)")
     g.add_argument("--esd-ddim-steps", type=int, default=20,
@@ -96,7 +108,8 @@ def _check_common(a: argparse.Namespace) -> None:
              (a.ckpt_every < 0, f"--ckpt-every {a.ckpt_every}: must be 0 (none) or positive"),
              (a.samples_per_class < 1, f"--samples-per-class {a.samples_per_class}: must be at least 1"),
              (a.sample_steps < 1, f"--sample-steps {a.sample_steps}: must be at least 1"),
-             (not a.cfg_scale >= 0, f"--cfg-scale {a.cfg_scale}: must be >= 0")])
+             (not a.cfg_scale >= 0, f"--cfg-scale {a.cfg_scale}: must be >= 0"),
+             (not 0 <= a.cond_drop <= 1, f"--cond-drop {a.cond_drop}: must lie in [0, 1]")])
 
 
 def _read_patch(path: Path):
@@ -138,7 +151,7 @@ def run_backdoor(args: argparse.Namespace) -> None:
               f"--backdoor-target {args.backdoor_target!r}: choose teacher or noise"),
              (not 0 <= args.lam <= 1, f"--lam {args.lam}: must lie in [0, 1]")])
     cfg = FinetuneConfig("badt2i", args.steps, args.batch_size, args.lr, args.seed, lam=args.lam,
-                         backdoor_target=args.backdoor_target)
+                         backdoor_target=args.backdoor_target, cond_drop=args.cond_drop)
     patch = _read_patch(args.patch) if args.patch is not None else None
     images, labels, names = _images(args)
     model = _model_input(args.model)
@@ -152,15 +165,18 @@ def run_unlearn(args: argparse.Namespace) -> None:
     from diffsec.backdoor.t2i_finetune import FinetuneConfig
     from diffsec.models.t2i import UNET_DIR
 
+    _refuse([(args.method not in METHODS, f"--method {args.method!r}: choose reversal or esd")])
+    for flag, default in zip(("steps", "batch_size", "lr"), UNLEARN_DEFAULTS[args.method], strict=True):
+        if getattr(args, flag) is None:  # resolved before the params are recorded
+            setattr(args, flag, default)
     _check_common(args)
-    _refuse([(args.method not in METHODS, f"--method {args.method!r}: choose reversal or esd"),
-             (not (args.unet / UNET_DIR / "config.json").is_file(),
+    _refuse([(not (args.unet / UNET_DIR / "config.json").is_file(),
               f"--unet {args.unet}: not a backdoor-t2i artifact (no {UNET_DIR}/config.json)"),
              (not args.eta >= 0, f"--eta {args.eta}: must be >= 0"),
              (args.esd_ddim_steps < 1, f"--esd-ddim-steps {args.esd_ddim_steps}: must be at least 1"),
              (not args.esd_guidance >= 0, f"--esd-guidance {args.esd_guidance}: must be >= 0")])
     cfg = FinetuneConfig(METHODS[args.method], args.steps, args.batch_size, args.lr, args.seed, eta=args.eta,
-                         ddim_steps=args.esd_ddim_steps, guidance=args.esd_guidance)
+                         ddim_steps=args.esd_ddim_steps, guidance=args.esd_guidance, cond_drop=args.cond_drop)
     images, labels, names = _images(args)
     model = _model_input(args.model)
     st = open_stage(args, "unlearn-t2i")
