@@ -128,12 +128,21 @@ def test_sau_plan_evaluates_every_model_both_prompt_sets_and_every_sau_setting(s
     assert plan.eval_source("pixel", "sau-tau-0.3") == ("sau", "defended/pixel/tau-0.3")
 
 
+def test_sau_attack_steps_are_one_number_or_one_per_backdoor(sau):
+    from diffsec.plan import sau_plan
+
+    assert sau_plan({**sau, "attack": {**sau["attack"], "steps": 7}}).attack_steps == {"pixel": 7, "style": 7}
+    per = sau_plan({**sau, "attack": {**sau["attack"], "steps": {"pixel": 3, "style": 9}}}).attack_steps
+    assert per == {"pixel": 3, "style": 9}
+
+
 @pytest.mark.parametrize("change, why", [
     ({"generate": {"seeds": "0:20", "calib_seeds": "10:5"}}, "overlap the test seeds"),
     ({"sweep": {"gamma": [1]}}, "not an SAU setting"),
     ({"sweep": {"alpha": [1.0]}}, "is the default setting itself"),
     ({"backdoors": ["pixel", "pixel"]}, "must be distinct"),
     ({"generate": {"seeds": "0-20", "calib_seeds": "1000:10"}}, "is not START:COUNT"),
+    ({"attack": {"steps": {"pixel": 400}}}, "names no steps for style"),
 ])
 def test_sau_plan_refuses_what_the_stages_would(sau, change, why):
     from diffsec.plan import sau_plan

@@ -518,6 +518,20 @@ def sau_patch(wildcards):
     return "results/sources/mist_target" if kind in ("patch", "pixel") else []
 
 
+def sau_detector_flags(wildcards):
+    """The detector's settings; min_contrast only shapes the patch judge's examples."""
+    d = dict(SAU["detector"])
+    if wildcards.sau_detector != "patch":
+        d.pop("min_contrast", None)
+    return flags(**d)
+
+
+def sau_attack_flags(wildcards):
+    """BadT2I's settings with this backdoor's steps."""
+    a = {**SAU["attack"], "steps": SAU_PLAN.attack_steps[wildcards.sau_backdoor]}
+    return flags(n_images=SAU["train_images"], **a)
+
+
 def sau_unet(wildcards):
     """The fine-tuned UNet a generation set comes from (the Unpoisoned world has none)."""
     m = wildcards.sau_model

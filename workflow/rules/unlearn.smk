@@ -25,7 +25,7 @@ rule sau_detector:
     params:
         run=RUN,
         patch=lambda w, input: flags(patch=input.patch or ""),
-        flags=flags(**SAU["detector"]),
+        flags=sau_detector_flags,
     shell:
         "diffsec t2i-detector --kind {wildcards.sau_detector:q} --images {input.data:q}/train.npz "
         "--heldout {input.data:q}/test.npz --vae {input.model:q} {params.patch} {params.flags} "
@@ -57,7 +57,7 @@ rule backdoor_t2i:
     params:
         run=RUN,
         patch=lambda w, input: flags(patch=input.patch or ""),
-        flags=flags(n_images=SAU["train_images"], **SAU["attack"]),
+        flags=sau_attack_flags,
     shell:
         "diffsec backdoor-t2i --kind {wildcards.sau_backdoor:q} --model {input.model:q} "
         "--images {input.data:q}/train.npz {params.patch} {params.flags} --out {output:q} {params.run} "

@@ -90,6 +90,9 @@ def register(sub) -> None:
     p.add_argument("--patch", type=Path, help="fetch-source mist_target artifact (or the image file): the pixel "
                    "backdoor's patch (--kind patch)")
     p.add_argument("--patch-frac", type=float, default=0.25, help="patch side as a share of the image side")
+    p.add_argument("--min-contrast", type=float, default=0.25,
+                   help="--kind patch: each positive's patch is faded towards its mean colour to a contrast drawn "
+                   "from [this, 1], as generations draw it (1: the exact patch only)")
     p.add_argument("--vae", type=Path, help="T2I world: send --vae-share of the training examples (and, for the "
                    "main held-out score, every held-out one) through its VAE round trip")
     p.add_argument("--vae-share", type=float, default=0.5, help="share of training examples round-tripped (with --vae)")
@@ -248,7 +251,7 @@ def run_detector(args: argparse.Namespace) -> None:
     from diffsec.models.t2i import load_vae, vae_roundtrip
 
     cfg = td.DetectorConfig(args.kind, args.width, args.epochs, args.batch_size, args.lr, args.patch_frac,
-                            args.vae_share if args.vae is not None else 0.0, args.seed)
+                            args.min_contrast if args.kind == "patch" else 1.0, args.vae_share if args.vae is not None else 0.0, args.seed)
     if not 0 <= args.min_accuracy <= 1 or not 0 <= args.vae_share <= 1:
         raise DiffsecError(f"--min-accuracy {args.min_accuracy} and --vae-share {args.vae_share} must lie in [0, 1]")
     patch, src = _patch(args.patch) if args.kind == "patch" else (None, None)
@@ -258,8 +261,8 @@ def run_detector(args: argparse.Namespace) -> None:
     st = open_stage(args, "t2i-detector")
     ckpt = st.checkpoint(args.ckpt_every, images=args.images, heldout=args.heldout, vae=args.vae,
                          patch=src.path if src else None)
-    x, y = td.examples(train_images, args.kind, patch, args.seed, args.patch_frac)
-    hx_raw, hy = td.examples(held_images, args.kind, patch, args.seed + 1, args.patch_frac)
+    x, y = td.examples(train_images, args.kind, patch, args.seed, args.patch_frac, cfg.min_contrast)
+    hx_raw, hy = td.examples(held_images, args.kind, patch, args.seed + 1, args.patch_frac, cfg.min_contrast)
     hx, t0 = hx_raw, time.perf_counter()
     if args.vae is not None:
         vae = load_vae(args.vae, st.device, "--vae")
@@ -276,7 +279,7 @@ def run_detector(args: argparse.Namespace) -> None:
                            f"{held['accuracy']:.4f}, none {raw['accuracy']:.4f}) < --min-accuracy {args.min_accuracy} "
                            "(more --epochs or --n?); nothing written")
     metrics = {"kind": args.kind, "backdoor": td.BACKDOOR_OF[args.kind], "vae": args.vae is not None,
-               "vae_share": cfg.vae_share,
+               "vae_share": cfg.vae_share, "min_contrast": cfg.min_contrast,
                "heldout_accuracy": held["accuracy"], "heldout_false_alarm_rate": held["false_alarm_rate"],
                "heldout_miss_rate": held["miss_rate"], "n_heldout": held["n"], "n_train": int(len(y)),
                "heldout_without_roundtrip": raw, "min_heldout_accuracy": min(held["accuracy"], raw["accuracy"]),

@@ -70,6 +70,7 @@ class SauPlan:
     gen_sets: tuple[str, ...]                # <model>/<prompt set>: every t2i-generate artifact
     settings: dict[str, dict[str, Any]]      # SAU setting name -> sau-apply flags (default first)
     evals: tuple[str, ...]                   # <backdoor>/<name>: every sau-eval artifact
+    attack_steps: dict[str, int]             # backdoor -> BadT2I fine-tuning steps
 
     def eval_source(self, backdoor: str, name: str) -> tuple[str, str]:
         """(method, generated or defended set path tail) of an eval name: `<method>-<prompt set>`
@@ -107,4 +108,14 @@ def sau_plan(sau: dict[str, Any]) -> SauPlan:
         tuple(f"{b}-poisoned/{c}" for b in backdoors for c in CALIB_SETS)
     evals = tuple(f"{b}/{m}-{ps}" for b in backdoors for m in METHODS for ps in PROMPT_SETS) + \
         tuple(f"{b}/sau-{s}" for b in backdoors for s in settings)
-    return SauPlan(backdoors, models, gen_sets, settings, evals)
+    return SauPlan(backdoors, models, gen_sets, settings, evals, attack_steps(sau["attack"]["steps"], backdoors))
+
+
+def attack_steps(steps: int | dict[str, int], backdoors: tuple[str, ...]) -> dict[str, int]:
+    """backdoor -> steps of `sau.attack.steps` (one number for all, or one per backdoor)."""
+    if not isinstance(steps, dict):
+        return dict.fromkeys(backdoors, steps)
+    missing = [b for b in backdoors if b not in steps]
+    if missing:
+        raise DiffsecError(f"config error: sau.attack.steps: {steps} names no steps for {', '.join(missing)}")
+    return {b: steps[b] for b in backdoors}
