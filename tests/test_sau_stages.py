@@ -12,8 +12,8 @@ import torch
 from diffsec.backdoor import t2i_detector as td
 from diffsec.backdoor.t2i_generate import decode_latents, initial_latents, load_generations, noise_seed
 from diffsec.cli.main import main
-from diffsec.errors import DiffsecError
 from diffsec.defense.sau_eval import iou, latent_footprint
+from diffsec.errors import DiffsecError
 
 torch.set_num_threads(1)
 CLASSES = ["cat", "dog", "ship"]
@@ -232,9 +232,9 @@ def detector(tmp_path_factory, patch):
     save_imageset(d / "train.npz", _smooth_images(640, 2))
     save_imageset(d / "test.npz", _smooth_images(200, 3))
     assert main(["t2i-detector", "--kind", "patch", "--images", str(d / "train.npz"), "--heldout", str(d / "test.npz"),
-                 "--patch", str(d / "patch.png"), "--min-contrast", "1", "--n", "0", "--n-heldout", "0", "--width", "8", "--epochs", "4",
-                 "--batch-size", "32", "--lr", "3e-3", "--threads", "1", "--device", "cpu",
-                 "--out", str(d / "det")]) == 0
+                 "--patch", str(d / "patch.png"), "--min-contrast", "1", "--n", "0", "--n-heldout", "0",
+                 "--width", "8", "--epochs", "4", "--batch-size", "32", "--lr", "3e-3", "--threads", "1",
+                 "--device", "cpu", "--out", str(d / "det")]) == 0
     return d / "det"
 
 

@@ -251,7 +251,8 @@ def run_detector(args: argparse.Namespace) -> None:
     from diffsec.models.t2i import load_vae, vae_roundtrip
 
     cfg = td.DetectorConfig(args.kind, args.width, args.epochs, args.batch_size, args.lr, args.patch_frac,
-                            args.min_contrast if args.kind == "patch" else 1.0, args.vae_share if args.vae is not None else 0.0, args.seed)
+                            args.min_contrast if args.kind == "patch" else 1.0,
+                            args.vae_share if args.vae is not None else 0.0, args.seed)
     if not 0 <= args.min_accuracy <= 1 or not 0 <= args.vae_share <= 1:
         raise DiffsecError(f"--min-accuracy {args.min_accuracy} and --vae-share {args.vae_share} must lie in [0, 1]")
     patch, src = _patch(args.patch) if args.kind == "patch" else (None, None)
