@@ -34,9 +34,20 @@ PACKAGE = "diffsec"
 DATA_SUFFIXES = (".csv", ".tsv", ".json", ".yaml", ".yml", ".txt")  # package data (not editor litter)
 
 
-@cache
+def _stamp(path: Path) -> tuple[str, int, int]:
+    """(path, mtime in ns, size): the key under which a file's derived facts are cached, so an
+    edited file is read again within one process."""
+    st = path.stat()
+    return str(path), st.st_mtime_ns, st.st_size
+
+
 def _parse(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(), filename=str(path))
+    return _parse_stamped(_stamp(path))
+
+
+@cache
+def _parse_stamped(stamp: tuple[str, int, int]) -> ast.Module:
+    return ast.parse(Path(stamp[0]).read_text(), filename=stamp[0])
 
 
 def module_file(root: Path, module: str) -> Path | None:
@@ -113,8 +124,15 @@ def _registered(tree: ast.Module, registrars: dict[str, tuple[int, str]]) -> lis
 def stage_modules(root: str | os.PathLike, package: str = PACKAGE) -> dict[str, str]:
     """{stage: dotted name of the CLI module that registers it}: every call of `add_parser`, or of
     a function forwarding its parameter there, with a literal stage name (or a name a `for` loop
-    over literals binds), in `<package>/cli/*.py`."""
+    over literals binds), in `<package>/cli/*.py`. Cached per process on the CLI files' paths,
+    mtimes and sizes: the workflow asks once per rule."""
     files = sorted(f for f in Path(root, package, "cli").glob("*.py") if not f.name.startswith("."))
+    return dict(_stage_modules(tuple(_stamp(f) for f in files), package))
+
+
+@cache
+def _stage_modules(stamps: tuple[tuple[str, int, int], ...], package: str) -> dict[str, str]:
+    files = [Path(st[0]) for st in stamps]
     registrars = _registrars([_parse(f) for f in files])
     out: dict[str, str] = {}
     for f in files:
@@ -138,6 +156,12 @@ def _from_base(module: str, is_package: bool, node: ast.ImportFrom) -> str:
 def imported_modules(root: Path, module: str, package: str = PACKAGE) -> set[str]:
     """Modules of `package` that `module`'s source imports anywhere (unresolved names dropped)."""
     path = module_file(root, module)
+    return set(_imported_modules(str(root), module, package, _stamp(path)))
+
+
+@cache
+def _imported_modules(root: str, module: str, package: str, stamp: tuple[str, int, int]) -> frozenset[str]:
+    path = Path(stamp[0])
     is_package = path.name == "__init__.py"
     found: set[str] = set()
     for node in ast.walk(_parse(path)):
@@ -148,7 +172,7 @@ def imported_modules(root: Path, module: str, package: str = PACKAGE) -> set[str
             for a in node.names:
                 sub = f"{base}.{a.name}"
                 found.add(sub if a.name != "*" and module_file(root, sub) else base)
-    return {m for m in found if m.split(".")[0] == package}
+    return frozenset(m for m in found if m.split(".")[0] == package)
 
 
 def _with_parents(module: str) -> list[str]:
