@@ -115,3 +115,13 @@ def test_table_szt_from_metrics(tmp_path):
                  "--out", str(tmp_path / "bad.csv")]) == 2
     assert not (tmp_path / "bad.csv").exists()
     assert set(TABLES) == {"szt", "szt_timestep", "szt_masking", "szt_dilation"}
+
+
+def test_a_table_cell_refuses_a_value_that_is_not_a_number():
+    from diffsec.errors import DiffsecError
+    from diffsec.tables import Cell, render_markdown
+
+    with pytest.raises(DiffsecError, match="not a number .a reason belongs in `note`."):
+        Cell("t", "r", "c", "m", "", "not run: no data")
+    cell = Cell("t", "r", "c", "m", "", "", 0.5, "tiny", 0, 0, "not run: no data")
+    assert "| r | — (0.5) [not run: no data] |" in render_markdown([cell])

@@ -1,4 +1,7 @@
-"""Long-format result tables (DESIGN.md): one row per cell, a Markdown rendering beside the CSV."""
+"""Long-format result tables (DESIGN.md): one row per cell, a Markdown rendering beside the CSV.
+
+`value` is a number or empty, so that any reader (pandas included) parses the column as floats;
+why a cell holds no number, or what qualifies one ("CIFAR-10 only"), is its `note`."""
 
 from __future__ import annotations
 
@@ -25,6 +28,12 @@ class Cell:
     profile: str = ""
     n_samples: int | str = ""
     seed: int | str = ""
+    note: str = ""
+
+    def __post_init__(self):
+        if isinstance(self.value, str) and self.value != "" or isinstance(self.value, bool):
+            raise DiffsecError(f"table {self.table}, cell ({self.row}, {self.column}, {self.metric}): value "
+                               f"{self.value!r} is not a number (a reason belongs in `note`)")
 
 
 COLUMNS = [f.name for f in fields(Cell)]
@@ -70,7 +79,8 @@ def render_markdown(cells: list[Cell]) -> str:
                     cells_r.append("")
                 else:
                     paper = f" ({_fmt(c.paper_value)})" if c.paper_value != "" else ""
-                    cells_r.append(_fmt(c.value) + paper)
+                    note = f" [{c.note}]" if c.note else ""
+                    cells_r.append((_fmt(c.value) if c.value != "" else "—") + paper + note)
             out.append(f"| {r} | " + " | ".join(cells_r) + " |")
         out.append("")
     return "\n".join(out)

@@ -115,8 +115,8 @@ def table_cells(by_label: dict[str, dict], datasets: list[str], profile: str, se
     skipped = tuple(f"{name} · " for d, name in DATASETS.items() if d not in datasets)
     for (t, row, column, metric), value in paper_values("invisible").items():
         if t == table and skipped and row.startswith(skipped):
-            cells.append(Cell(table=table, row=row, column=column, metric=metric, backbone="", value=NOT_RUN,
-                              paper_value=value, n_samples=0, **common))
+            cells.append(Cell(table=table, row=row, column=column, metric=metric, backbone="", value="",
+                              paper_value=value, n_samples=0, note=NOT_RUN, **common))
     return cells
 
 

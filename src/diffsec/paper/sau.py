@@ -19,7 +19,7 @@ clean-prompt set: asr_clean (the detector's false alarms). `sau_detectors` holds
 held-out accuracy, false-alarm and miss rates on real images (through the world's VAE round trip,
 and without it); `sau_sweep` one row per SAU setting
 (the main setting included) with removal accuracy, CLIP-IQA, PSNR / SSIM and the IoUs. A paper
-value without a measurement of ours stays in the table, its value "not run: ...".
+value without a measurement of ours stays in the table, its value empty and its note "not run: ...".
 """
 
 from __future__ import annotations
@@ -108,9 +108,9 @@ def table_cells(evals: list[dict], profile: str, seed: int) -> list[Cell]:
             for metric, table in PAPER_TABLE.items():
                 pv = paper.get((table, row, column, metric))
                 if pv is not None and metric not in values:
-                    cells.append(Cell("sau", row, column, metric, backbone_of.get(metric, ""),
-                                      f"not run: no {method} evaluation of the "
-                                      f"{backdoor} backdoor on triggered prompts", pv, profile, 0, seed))
+                    cells.append(Cell("sau", row, column, metric, backbone_of.get(metric, ""), "", pv, profile,
+                                      0, seed, f"not run: no {method} evaluation of the {backdoor} backdoor on "
+                                      "triggered prompts"))
     cells += detector_cells(evals, profile, seed) + sweep_cells(by, profile, seed)
     return cells
 

@@ -37,8 +37,7 @@ def _cells(table: str, row: str, column: str, m: dict, paper: dict, profile: str
     out = []
     for metric in METRICS:
         pv = paper.get((table, row, column, metric), "")
-        out.append(Cell(table, row, column, metric, BACKBONE, f"{m[metric]:.4f}{note}" if note else m[metric],
-                        pv, profile, n, seed))
+        out.append(Cell(table, row, column, metric, BACKBONE, m[metric], pv, profile, n, seed, note))
     return out
 
 
@@ -54,14 +53,14 @@ def table_cells(evals: dict[str, dict], profile: str, seed: int) -> list[Cell]:
     for row, key in METHODS.items():
         m = main["table2"][key]
         cells += _cells("sedid", row, column, m, paper, profile, seed)
-        cells += _cells("sedid", row, "Average", m, paper, profile, seed, note=" (CIFAR-10 only)")
+        cells += _cells("sedid", row, "Average", m, paper, profile, seed, note="CIFAR-10 only")
     for row_table, rows in (("sedid_stat", [f"t_SEC {int(t)}" for t in sorted(map(int, main["table1"]))]),
                             ("sedid", list(METHODS))):
         for row in rows:
             for col, why in NOT_RUN.items():
                 for metric in ("auc", "acc"):
                     pv = paper.get((row_table, row, col, metric), "")
-                    cells.append(Cell(row_table, row, col, metric, BACKBONE, why, pv, profile, 0, seed))
+                    cells.append(Cell(row_table, row, col, metric, BACKBONE, "", pv, profile, 0, seed, why))
     for variant, label in VARIANTS.items():
         if variant in evals:
             for method, key in METHODS.items():
