@@ -1,0 +1,218 @@
+"""Claims: every headline claim of every paper as a predicate over our tables (DESIGN.md `claims`).
+
+A claim is "A exceeds B" for one or more pairs of cells of the long-format tables (B a cell or a
+fixed bar b), with an allowed slack s (0 unless the claim grants one, e.g. "within 1 FID point").
+Its margin is the worst pair's:
+
+    m = s + min_i (A_i - B_i)      ours from `value`, the paper's from `paper_value` (where it
+                                   printed every cell the claim needs)
+
+"Lower is better" claims (FID, an immunized edit's similarity) swap A and B.
+
+Uncertainty of a pair (cells are independent measurements):
+* both cells shares of n trials (ASR, removal accuracy): se^2 = pA(1-pA)/nA + pB(1-pB)/nB, the
+  normal approximation of two binomials (a bar contributes 0);
+* both cells AUCs over n samples, half of each class (Hanley & McNeil 1982):
+      se(A)^2 = (A(1-A) + (P-1)(Q1 - A^2) + (N-1)(Q2 - A^2)) / (P N),   Q1 = A/(2-A), Q2 = 2A^2/(1+A)
+  with P = N = n/2;
+* anything else (means of similarities, FID, SSIM): no interval (se empty), one seed.
+The claim's se is its worst pair's. Verdict (z = 1.96): holds when m > z se, fails when m < -z se,
+"within noise" otherwise; with no interval the sign decides (m > 0 holds). A claim with a missing
+cell or an empty value is "not run". Each claim reads only the tables it names, so a profile that
+builds part of the DAG gets the verdicts of what it built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from diffsec.tables import Cell
+
+Z = 1.96
+RATE, AUC, NONE = "rate", "auc", "none"   # sampling models of a pair's cells
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One table cell, by its coordinates (the backbone is whichever the table recorded)."""
+    table: str
+    row: str
+    column: str
+    metric: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    paper: str
+    statement: str
+    pairs: tuple[tuple[Ref, Ref | float], ...]   # A_i exceeds B_i (B_i a cell or a fixed bar)
+    model: str = NONE                              # RATE, AUC or NONE
+    slack: float = 0.0                             # s: added to the margin
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: Claim
+    ours: float | None       # margin m (None: not run)
+    paper: float | None      # the paper's margin, where it printed every cell
+    se: float | None         # None: no interval
+    n: int | None            # samples of the worst pair's A cell
+    verdict: str             # holds | fails | within noise | not run
+    why: str = ""
+
+
+def _num(text) -> float | None:
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def index(rows: list[dict[str, str]]) -> dict[tuple[str, str, str, str], dict[str, str]]:
+    """{(table, row, column, metric): CSV row} over the rows of any number of tables; where several
+    backbones share coordinates, the one with a value wins (the first such)."""
+    out: dict[tuple[str, str, str, str], dict[str, str]] = {}
+    for r in rows:
+        key = (r["table"], r["row"], r["column"], r["metric"])
+        if key not in out or (_num(out[key]["value"]) is None and _num(r["value"]) is not None):
+            out[key] = r
+    return out
+
+
+def rate_se(p: float, n: int) -> float:
+    """Binomial standard error of a share p of n trials."""
+    return math.sqrt(max(p * (1 - p), 0.0) / n)
+
+
+def auc_se(a: float, n: int) -> float:
+    """Hanley-McNeil standard error of an AUC over n samples, n/2 of each class (module docstring)."""
+    pos = neg = n / 2
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (pos - 1) * (q1 - a * a) + (neg - 1) * (q2 - a * a)) / (pos * neg)
+    return math.sqrt(max(var, 0.0))
+
+
+def _side(ref: Ref | float, cells, field: str) -> tuple[float | None, int | None]:
+    if not isinstance(ref, Ref):
+        return float(ref), None
+    r = cells.get((ref.table, ref.row, ref.column, ref.metric))
+    if r is None:
+        return None, None
+    return _num(r[field]), int(_num(r.get("n_samples")) or 0) or None
+
+
+def _se(model: str, a: float, na: int | None, b: float, nb: int | None, b_is_bar: bool) -> float | None:
+    if model == NONE or na is None or (not b_is_bar and nb is None):
+        return None
+    one = rate_se if model == RATE else auc_se
+    return math.sqrt(one(a, na) ** 2 + (0.0 if b_is_bar else one(b, nb) ** 2))
+
+
+def evaluate(claim: Claim, cells: dict[tuple[str, str, str, str], dict[str, str]]) -> Verdict:
+    """The claim's margins, uncertainty and verdict over indexed table rows (module docstring)."""
+    worst = None   # (margin, se, n)
+    paper_margins = []
+    for a_ref, b_ref in claim.pairs:
+        a, na = _side(a_ref, cells, "value")
+        b, nb = _side(b_ref, cells, "value")
+        if a is None or b is None:
+            missing = a_ref if a is None else b_ref
+            return Verdict(claim, None, None, None, None, "not run",
+                           f"no value for {missing.table} / {missing.row} / {missing.column} / {missing.metric}")
+        m = a - b
+        if worst is None or m < worst[0]:
+            worst = (m, _se(claim.model, a, na, b, nb, not isinstance(b_ref, Ref)), na)
+        pa, pb = _side(a_ref, cells, "paper_value")[0], _side(b_ref, cells, "paper_value")[0]
+        paper_margins.append(None if pa is None or pb is None else pa - pb)
+    m, se, n = worst
+    m += claim.slack
+    paper = min(paper_margins) + claim.slack if paper_margins and None not in paper_margins else None
+    if se is None:
+        verdict = "holds" if m > 0 else "fails"
+    else:
+        verdict = "holds" if m > Z * se else "fails" if m < -Z * se else "within noise"
+    return Verdict(claim, m, paper, se, n, verdict)
+
+
+def claim_cells(verdicts: list[Verdict], profile: str, seed: int) -> list[Cell]:
+    """The `claims` table: per claim a `margin` cell (ours, the paper's margin beside it), an `se`
+    cell and a `holds` cell (1 / 0; empty within noise or not run), the verdict and the
+    statement in the notes."""
+    out = []
+    for v in verdicts:
+        c, note = v.claim, f"{v.verdict}: {v.claim.statement}" + (f" ({v.why})" if v.why else "")
+        common = {"table": "claims", "row": c.id, "column": c.paper, "backbone": "", "profile": profile,
+                  "seed": seed, "n_samples": v.n or ""}
+        out.append(Cell(metric="margin", value="" if v.ours is None else v.ours,
+                        paper_value="" if v.paper is None else v.paper, note=note, **common))
+        out.append(Cell(metric="se", value="" if v.se is None else v.se,
+                        note="" if v.se is not None else "no interval: one seed, no sampling model", **common))
+        holds = {"holds": 1.0, "fails": 0.0}.get(v.verdict, "")
+        out.append(Cell(metric="holds", value=holds, note="" if holds != "" else v.verdict, **common))
+    return out
+
+
+def _szt(row: str, column: str, metric: str = "dino") -> Ref:
+    return Ref("szt", row, column, metric)
+
+
+def _inv(row: str, column: str = "DDPM (Table I)", metric: str = "asr") -> Ref:
+    return Ref("invisible_diffusion", f"CIFAR-10 · {row}", column, metric)
+
+
+def _sau(row: str, column: str = "Pixel", metric: str = "removal_accuracy") -> Ref:
+    return Ref("sau", row, column, metric)
+
+
+SINGLE_DEFENSES = ("Regen", "PDMPure", "AdvClean", "JPEG", "T600", "LM")
+STRONG_POISONS = ("ADM+", "SDS+", "EA")
+SPD_EPS = (13, 22, 31, 40)
+SPD_PROMPTS = ("P1", "P2", "P3", "P4", "P5")
+SAU = "Spatial Attention Unlearning"
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("szt-above-nominal", "SZT (004)", "SZT's poisoned-average DINO similarity exceeds nominal TI's",
+          ((_szt("Psn Avg", "SZT"), _szt("Psn Avg", "Nominal")),)),
+    Claim("szt-above-every-single-defense", "SZT (004)",
+          "SZT's poisoned-average DINO is at least every single defense's (Regen, PDMPure, AdvClean, JPEG, T600, LM)",
+          tuple((_szt("Psn Avg", "SZT"), _szt("Psn Avg", d)) for d in SINGLE_DEFENSES)),
+    Claim("strong-poisons-hurt-nominal", "SZT (004)",
+          "each of ADM+, SDS+ and EA lowers nominal TI's DINO below its value on clean images",
+          tuple((_szt("Clean", "Nominal"), _szt(p, "Nominal")) for p in STRONG_POISONS)),
+    Claim("outd-asr-0.8", "InvisibleDiffusion (000)",
+          "the Out-D backdoor without a fixed image (a variance-only trigger) reaches ASR >= 0.8 (DDIM)",
+          ((_inv("InvisibleDiffusion Out-D (W/o Fixed Image)", "DDIM (Table II)"), 0.8),), RATE),
+    Claim("variance-trigger-above-benign", "InvisibleDiffusion (000)",
+          "the variance-only trigger's ASR exceeds the benign world's rate on the same noise (DDIM)",
+          ((_inv("InvisibleDiffusion Out-D (W/o Fixed Image)", "DDIM (Table II)"),
+            _inv("Benign", "DDIM (Table II)")),), RATE),
+    Claim("outd-fid-within-1", "InvisibleDiffusion (000)",
+          "the Out-D backdoor costs at most 1 FID point on benign samples (DDIM)",
+          ((_inv("Benign", "DDIM (Table II)", "fid"), _inv("InvisibleDiffusion Out-D (W/o Fixed Image)",
+                                                           "DDIM (Table II)", "fid")),), slack=1.0),
+    Claim("stat-above-loss", "SeDID (002)", "SeDID_Stat's AUC exceeds the existing method's (CIFAR-10)",
+          ((Ref("sedid", "SeDID_Stat", "CIFAR-10", "auc"), Ref("sedid", "Existing method", "CIFAR-10", "auc")),),
+          AUC),
+    Claim("stat-grows-with-t", "SeDID (002)", "Stat's AUC at t_SEC 990 exceeds its AUC at t_SEC 165",
+          ((Ref("sedid_stat", "t_SEC 990", "CIFAR-10", "auc"), Ref("sedid_stat", "t_SEC 165", "CIFAR-10", "auc")),),
+          AUC),
+    Claim("spd-below-baseline", "SPD (003)",
+          "the universal perturbation's edits are less similar (SSIM) to the clean edits than random noise's, "
+          "for eps >= 13/255, every prompt, train and test",
+          tuple((Ref("spd", f"{p} · {split}", f"Baseline · eps {e}/255", "ssim"),
+                 Ref("spd", f"{p} · {split}", f"Ours · eps {e}/255", "ssim"))
+                for p in SPD_PROMPTS for split in ("Train", "Test") for e in SPD_EPS)),
+    Claim("sau-removes-pixel", "SAU (001)", "SAU removes the pixel backdoor in >= 95% of triggered generations",
+          ((_sau(SAU), 0.95),), RATE),
+    Claim("sau-above-reversal", "SAU (001)", "SAU's pixel removal accuracy exceeds Finetune Reversal's",
+          ((_sau(SAU), _sau("Finetune Reversal")),), RATE),
+    Claim("sau-above-erasure", "SAU (001)", "SAU's pixel removal accuracy exceeds Concept Erasure's",
+          ((_sau(SAU), _sau("Concept Erasure")),), RATE),
+    Claim("sau-iqa-above-poisoned", "SAU (001)", "SAU's CLIP-IQA is at least the poisoned model's (pixel)",
+          ((_sau(SAU, metric="clip_iqa"), _sau("Poisoned Unet", metric="clip_iqa")),)),
+    Claim("sau-style-removed-less", "SAU (001)", "SAU removes the style backdoor less well than the pixel one",
+          ((_sau(SAU), _sau(SAU, "Style")),), RATE),
+)

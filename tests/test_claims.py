@@ -1,0 +1,62 @@
+"""The claims table: margins, uncertainty and verdicts against hand computations, and every claim
+pointing at cells our tables have."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from conftest import REPO
+from diffsec.paper.claims import AUC, CLAIMS, NONE, RATE, Claim, Ref, auc_se, claim_cells, evaluate, index, rate_se
+
+
+def _row(table, row, column, metric, value, paper="", n=100):
+    return {"table": table, "row": row, "column": column, "metric": metric, "backbone": "", "value": str(value),
+            "paper_value": str(paper), "profile": "t", "n_samples": str(n), "seed": "0", "note": ""}
+
+
+def test_rate_and_auc_errors_match_their_textbook_forms():
+    assert rate_se(0.3, 50) == pytest.approx(math.sqrt(0.3 * 0.7 / 50))
+    # at AUC 0.5 Hanley-McNeil is the Mann-Whitney null variance (P + N + 1) / (12 P N)
+    p = n = 50
+    assert auc_se(0.5, 100) == pytest.approx(math.sqrt((p + n + 1) / (12 * p * n)))
+    assert auc_se(0.9, 100) < auc_se(0.7, 100)
+
+
+def test_verdict_is_the_worst_pair_against_its_noise():
+    cells = index([_row("t", "a", "c", "asr", 0.60, 0.9), _row("t", "b", "c", "asr", 0.50, 0.2),
+                   _row("t", "x", "c", "asr", 0.95), _row("t", "y", "c", "asr", 0.05)])
+    a, b, x, y = (Ref("t", r, "c", "asr") for r in "abxy")
+    close = evaluate(Claim("close", "P", "a > b", ((a, b),), RATE), cells)
+    se = math.sqrt(0.6 * 0.4 / 100 + 0.5 * 0.5 / 100)
+    assert close.ours == pytest.approx(0.1) and close.se == pytest.approx(se) and close.paper == pytest.approx(0.7)
+    assert close.verdict == "within noise"                       # 0.1 < 1.96 x 0.0700
+    far = evaluate(Claim("far", "P", "x > y and a > y", ((x, y), (a, y)), RATE), cells)
+    assert far.ours == pytest.approx(0.55) and far.verdict == "holds" and far.paper is None   # y has no paper value
+    assert evaluate(Claim("no", "P", "y > x", ((y, x),), RATE), cells).verdict == "fails"
+    bar = evaluate(Claim("bar", "P", "a >= 0.8", ((a, 0.8),), RATE), cells)
+    assert bar.se == pytest.approx(rate_se(0.6, 100)) and bar.verdict == "fails"
+    signed = evaluate(Claim("sign", "P", "a > b, no model", ((a, b),), NONE, slack=0.05), cells)
+    assert signed.se is None and signed.ours == pytest.approx(0.15) and signed.verdict == "holds"
+
+
+def test_a_missing_or_empty_cell_is_not_run():
+    cells = index([_row("t", "a", "c", "auc", 0.7), _row("t", "b", "c", "auc", "")])
+    v = evaluate(Claim("e", "P", "a > b", ((Ref("t", "a", "c", "auc"), Ref("t", "b", "c", "auc")),), AUC), cells)
+    assert v.verdict == "not run" and v.ours is None and "t / b / c / auc" in v.why
+    cells = claim_cells([v], "tiny", 0)
+    assert [c.metric for c in cells] == ["margin", "se", "holds"]
+    assert all(c.value == "" for c in cells) and cells[0].note.startswith("not run: a > b")
+
+
+def test_every_claim_names_cells_of_the_committed_tables():
+    rows = [r for f in sorted((REPO / "results/tables").glob("*.csv")) for r in csv.DictReader(open(f))]
+    coords = {(r["table"], r["row"], r["column"]) for r in rows}
+    for claim in CLAIMS:
+        for a, b in claim.pairs:
+            for ref in (a, b):
+                if isinstance(ref, Ref):
+                    assert (ref.table, ref.row, ref.column) in coords, (claim.id, ref)
+    assert len({c.id for c in CLAIMS}) == len(CLAIMS)
