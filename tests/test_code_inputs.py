@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from conftest import REPO
-from diffsec.codedeps import import_closure, stage_code, stage_modules
+from diffsec.codedeps import import_closure, stage_code, stage_functions, stage_modules
 from diffsec.errors import DiffsecError
 
 SRC = REPO / "src"
@@ -71,6 +71,58 @@ def test_static_stage_map_matches_the_parser():
     assert set(found) == set(sub.choices)
     for stage, parser in sub.choices.items():
         assert parser.get_default("func").__module__ == found[stage], stage
+    # and, where the scan names the function a stage dispatches to, it is the parser's
+    funcs = stage_functions(SRC)
+    assert len(funcs) >= 0.9 * len(found)
+    for stage, name in funcs.items():
+        assert sub.choices[stage].get_default("func").__name__ == name, stage
+
+
+def test_a_stage_depends_on_its_own_function_not_on_its_neighbours(tmp_path):
+    """Two stages in one CLI module: each closure holds the module's top-level imports, what its
+    register function imports, and its own function's imports (and their helpers'), not the other
+    stage's; a stage the scan cannot pair with a function (a loop) gets the whole module."""
+    _write(tmp_path, {
+        "pk/__init__.py": "", "pk/cli/__init__.py": "", "pk/top.py": "", "pk/reg.py": "", "pk/fit.py": "",
+        "pk/plot.py": "", "pk/helper.py": "", "pk/loop.py": "",
+        "pk/cli/common.py": """
+            def add_stage(sub, name, func):
+                p = sub.add_parser(name)
+                p.set_defaults(func=func)
+                return p
+            """,
+        "pk/cli/two.py": """
+            import pk.top
+            from pk.cli.common import add_stage
+
+            def register(sub):
+                from pk import reg
+                add_stage(sub, "fit", run_fit)
+                p = sub.add_parser("plot")
+                p.set_defaults(func=run_plot)
+                for stage, f in (("loop-a", run_loop),):
+                    sub.add_parser(stage).set_defaults(func=f)
+
+            def _load():
+                from pk import helper
+
+            def run_fit(args):
+                from pk import fit
+                _load()
+
+            def run_plot(args):
+                from pk import plot
+
+            def run_loop(args):
+                from pk import loop
+            """,
+    })
+    assert stage_functions(tmp_path, "pk") == {"fit": "run_fit", "plot": "run_plot"}
+    base = {"__init__.py", "cli/__init__.py", "cli/two.py", "cli/common.py", "top.py", "reg.py"}
+    rel = lambda files: {str(f.relative_to(tmp_path / "pk")) for f in files}  # noqa: E731
+    assert rel(stage_code(tmp_path, "fit", "pk")) == base | {"fit.py", "helper.py", "loop.py"}
+    assert rel(stage_code(tmp_path, "plot", "pk")) == base | {"plot.py", "loop.py"}
+    assert rel(stage_code(tmp_path, "loop-a", "pk")) == base | {"fit.py", "helper.py", "plot.py", "loop.py"}
 
 
 def _write(root, files: dict[str, str]) -> None:

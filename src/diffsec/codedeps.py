@@ -14,6 +14,15 @@ every module m in S,
   `pkg.x.y` or `pkg.x`);
 - importing `a.b.c` executes `a/__init__.py` and `a/b/__init__.py`, so those are in S too.
 
+Within the registering module itself a stage runs only part of the code: the function its
+subparser dispatches to (`set_defaults(func=f)`, directly on the `add_parser` result, on the
+variable holding it, or through a registrar such as `add_stage(sub, name, f)`). So S starts from
+the imports of the module's top-level statements, of the functions that register stages, and of
+every module-level function or class reachable from f by name (transitively); a module listing
+several stages no longer gives each the imports of all (a figure stage's plotting imports are not
+a fit stage's code). Where the scan cannot tell f (a pattern it does not know), the whole module's
+imports count, as before. Modules reached from there count whole.
+
 A package's data files (CSV, TSV, JSON, YAML or text files beside its `__init__.py`, e.g. the
 paper values `paper/*.csv` read through importlib.resources) count as part of that package. The
 closure over-approximates (a module that registers three stages gives all three the imports
@@ -126,14 +135,23 @@ def stage_modules(root: str | os.PathLike, package: str = PACKAGE) -> dict[str, 
     a function forwarding its parameter there, with a literal stage name (or a name a `for` loop
     over literals binds), in `<package>/cli/*.py`. Cached per process on the CLI files' paths,
     mtimes and sizes: the workflow asks once per rule."""
+    return dict(_stage_modules(_cli_stamps(root, package), package))
+
+
+def _cli_stamps(root: str | os.PathLike, package: str) -> tuple[tuple[str, int, int], ...]:
     files = sorted(f for f in Path(root, package, "cli").glob("*.py") if not f.name.startswith("."))
-    return dict(_stage_modules(tuple(_stamp(f) for f in files), package))
+    return tuple(_stamp(f) for f in files)
+
+
+@cache
+def _cli_registrars(stamps: tuple[tuple[str, int, int], ...]) -> dict[str, tuple[int, str]]:
+    return _registrars([_parse(Path(st[0])) for st in stamps])
 
 
 @cache
 def _stage_modules(stamps: tuple[tuple[str, int, int], ...], package: str) -> dict[str, str]:
     files = [Path(st[0]) for st in stamps]
-    registrars = _registrars([_parse(f) for f in files])
+    registrars = _cli_registrars(stamps)
     out: dict[str, str] = {}
     for f in files:
         module = f"{package}.cli.{f.stem}"
@@ -162,9 +180,14 @@ def imported_modules(root: Path, module: str, package: str = PACKAGE) -> set[str
 @cache
 def _imported_modules(root: str, module: str, package: str, stamp: tuple[str, int, int]) -> frozenset[str]:
     path = Path(stamp[0])
-    is_package = path.name == "__init__.py"
+    return _imports_in([_parse(path)], root, module, path.name == "__init__.py", package)
+
+
+def _imports_in(nodes: list[ast.AST], root: str | os.PathLike, module: str, is_package: bool,
+                package: str) -> frozenset[str]:
+    """Modules of `package` that the import statements anywhere inside `nodes` name."""
     found: set[str] = set()
-    for node in ast.walk(_parse(path)):
+    for node in (n for top in nodes for n in ast.walk(top)):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -183,9 +206,17 @@ def _with_parents(module: str) -> list[str]:
 
 def import_closure(root: str | os.PathLike, module: str, package: str = PACKAGE) -> list[Path]:
     """Sorted source (and package data) files that importing `module` can execute or read."""
-    root = Path(root)
+    return _closure(Path(root), [module], [], package)
+
+
+def _closure(root: Path, whole: list[str], partial: list[tuple[str, frozenset[str]]], package: str) -> list[Path]:
+    """Files of the modules in `whole` and of each `partial` module (given with the imports of the
+    part of it that runs), and of everything they import, transitively and whole."""
     seen: set[str] = set()
-    todo = [module]
+    todo = list(whole)
+    for module, imports in partial:
+        seen.add(module)
+        todo += [*_with_parents(module), *imports]
     while todo:
         for m in _with_parents(todo.pop()):
             if m in seen or module_file(root, m) is None:
@@ -199,9 +230,120 @@ def import_closure(root: str | os.PathLike, module: str, package: str = PACKAGE)
     return sorted(files)
 
 
+def _func_of_call(call: ast.Call, funcs: dict[str, int]) -> ast.expr | None:
+    """The function a registrar call passes on to `set_defaults(func=...)`, if it is a wrapper that
+    does (`funcs`: wrapper -> index of its function parameter)."""
+    name = _callee(call)
+    if name not in funcs:
+        return None
+    return _stage_arg(call, funcs[name], "func")
+
+
+def _set_defaults_func(call: ast.Call) -> ast.expr | None:
+    """`<x>.set_defaults(func=F)` -> F."""
+    if _callee(call) == "set_defaults":
+        return next((k.value for k in call.keywords if k.arg == "func"), None)
+    return None
+
+
+def _func_params(trees: list[ast.Module], registrars: dict[str, tuple[int, str]]) -> dict[str, int]:
+    """Registrar wrappers that also dispatch to one of their parameters: wrapper -> its index."""
+    out = {}
+    for d in (d for t in trees for d in ast.walk(t) if isinstance(d, ast.FunctionDef) and d.name in registrars):
+        params = [a.arg for a in (*d.args.posonlyargs, *d.args.args)]
+        for call in (c for c in ast.walk(d) if isinstance(c, ast.Call)):
+            f = _set_defaults_func(call)
+            if isinstance(f, ast.Name) and f.id in params:
+                out[d.name] = params.index(f.id)
+    return out
+
+
+def _stage_funcs(tree: ast.Module, registrars: dict[str, tuple[int, str]], funcs: dict[str, int]) -> dict[str, str]:
+    """{stage: name of the function it dispatches to} for the registrations the scan can pair with
+    their `set_defaults(func=...)`: through a dispatching registrar, chained on the registrar call,
+    or on the variable the call was assigned to (the next `set_defaults` on it in source order).
+    Stages registered in loops or otherwise are left out (their module counts whole)."""
+    def literal(call):
+        arg = _stage_arg(call, *registrars[_callee(call)])
+        return arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
+
+    out: dict[str, str] = {}
+    holder: dict[str, str] = {}   # variable -> stage of the registrar call last assigned to it
+    nodes = sorted((n for n in ast.walk(tree) if isinstance(n, (ast.Call, ast.Assign))),
+                   key=lambda n: (n.lineno, n.col_offset, isinstance(n, ast.Call)))
+    for n in nodes:
+        if isinstance(n, ast.Assign):
+            call = n.value
+            if isinstance(call, ast.Call) and _callee(call) in registrars and literal(call):
+                for t in n.targets:
+                    if isinstance(t, ast.Name):
+                        holder[t.id] = literal(call)
+            continue
+        if _callee(n) in registrars and literal(n):
+            f = _func_of_call(n, funcs)
+            if isinstance(f, ast.Name):
+                out[literal(n)] = f.id
+        f = _set_defaults_func(n)
+        if isinstance(f, ast.Name) and isinstance(n.func, ast.Attribute):
+            target = n.func.value
+            if isinstance(target, ast.Name) and target.id in holder:
+                out[holder.pop(target.id)] = f.id
+            elif isinstance(target, ast.Call) and _callee(target) in registrars and literal(target):
+                out[literal(target)] = f.id
+    return out
+
+
+def stage_functions(root: str | os.PathLike, package: str = PACKAGE) -> dict[str, str]:
+    """{stage: the registering module's function its subparser runs}, where the scan can tell."""
+    return dict(_stage_functions(_cli_stamps(root, package), package))
+
+
+@cache
+def _stage_functions(stamps: tuple[tuple[str, int, int], ...], package: str) -> dict[str, str]:
+    trees = [_parse(Path(st[0])) for st in stamps]
+    registrars = _cli_registrars(stamps)
+    funcs = _func_params(trees, registrars)
+    out: dict[str, str] = {}
+    for tree in trees:
+        out.update(_stage_funcs(tree, registrars, funcs))
+    return out
+
+
+def _reachable(tree: ast.Module, start: str, registrars: dict[str, tuple[int, str]],
+               others: set[str]) -> list[ast.AST]:
+    """The parts of a module that run for the stage dispatching to `start`: its top-level
+    statements (defs and classes aside), the functions that register stages, and every
+    module-level def or class reachable by name from those and from `start`, except that the
+    registering functions' mentions of `others` (the functions other stages dispatch to, named
+    there only to be registered) are not followed."""
+    defs = {d.name: d for d in tree.body if isinstance(d, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    top = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    registering = {name for name, d in defs.items()
+                   if any(isinstance(c, ast.Call) and _callee(c) in registrars for c in ast.walk(d))}
+    todo, seen = [start, *registering, *(n.id for t in top for n in ast.walk(t) if isinstance(n, ast.Name))], set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in defs:
+            continue
+        seen.add(name)
+        skip = others - {start} if name in registering else set()
+        todo += [n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name) and n.id not in skip]
+    return top + [defs[n] for n in sorted(seen)]
+
+
 def stage_code(root: str | os.PathLike, stage: str, package: str = PACKAGE) -> list[Path]:
-    """The files `diffsec <stage>` runs: the import closure of the CLI module that registers it."""
+    """The files `diffsec <stage>` runs: the import closure of the part of the registering CLI
+    module that runs for the stage (module docstring), or of the whole module."""
     modules = stage_modules(root, package)
     if stage not in modules:
         raise DiffsecError(f"no CLI module registers stage {stage!r} (add_parser({stage!r}) in {package}/cli/)")
-    return import_closure(root, modules[stage], package)
+    funcs = stage_functions(root, package)
+    module, func = modules[stage], funcs.get(stage)
+    if func is None:
+        return import_closure(root, module, package)
+    path = module_file(Path(root), module)
+    registrars = _cli_registrars(_cli_stamps(root, package))
+    others = {f for s, f in funcs.items() if modules.get(s) == module}
+    imports = _imports_in(_reachable(_parse(path), func, registrars, others), root, module,
+                          path.name == "__init__.py", package)
+    return _closure(Path(root), [], [(module, imports)], package)
