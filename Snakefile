@@ -95,4 +95,5 @@ rule all:
         "results/tables/sedid_mia.csv",
         "results/tables/spd.csv",
         "results/tables/sau.csv",
+        "results/tables/claims.csv",
         "results/data/dreambooth",

@@ -60,3 +60,23 @@ def test_every_claim_names_cells_of_the_committed_tables():
                 if isinstance(ref, Ref):
                     assert (ref.table, ref.row, ref.column) in coords, (claim.id, ref)
     assert len({c.id for c in CLAIMS}) == len(CLAIMS)
+
+
+def test_table_claims_stage_judges_given_tables_and_refuses_a_missing_one(tmp_path, capsys):
+    from diffsec.cli.main import main
+
+    sau = tmp_path / "sau.csv"
+    header = "table,row,column,metric,backbone,value,paper_value,profile,n_samples,seed,note\n"
+    sau.write_text(header + "".join(
+        f"sau,{row},Pixel,removal_accuracy,,{v},,tiny,200,0,\n"
+        for row, v in (("Spatial Attention Unlearning", 0.99), ("Finetune Reversal", 0.5))))
+    out = tmp_path / "claims.csv"
+    assert main(["table-claims", "--tables", str(sau), "--profile", "tiny", "--out", str(out)]) == 0
+    rows = {(r["row"], r["metric"]): r for r in csv.DictReader(open(out))}
+    assert float(rows[("sau-above-reversal", "margin")]["value"]) == pytest.approx(0.49)
+    assert rows[("sau-above-reversal", "holds")]["value"] == "1"
+    assert rows[("szt-above-nominal", "margin")]["note"].startswith("not run")
+    assert "| sau-removes-pixel |" in (tmp_path / "claims.md").read_text()
+    assert main(["table-claims", "--tables", str(tmp_path / "none.csv"), "--profile", "tiny",
+                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert "no such table" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()

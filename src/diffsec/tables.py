@@ -45,8 +45,9 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def write_table(cells: list[Cell], csv_path: str | os.PathLike) -> None:
-    """Write the CSV and its Markdown rendering (same stem, .md), each atomically."""
+def write_table(cells: list[Cell], csv_path: str | os.PathLike, markdown: str | None = None) -> None:
+    """Write the CSV and its Markdown rendering (same stem, .md; `markdown` replaces the generic
+    one), each atomically."""
     with atomic_file(csv_path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
@@ -54,7 +55,7 @@ def write_table(cells: list[Cell], csv_path: str | os.PathLike) -> None:
             w.writerow({k: _fmt(v) for k, v in asdict(c).items()})
     md = Path(csv_path).with_suffix(".md")
     with atomic_file(md) as tmp:
-        tmp.write_text(render_markdown(cells))
+        tmp.write_text(render_markdown(cells) if markdown is None else markdown)
 
 
 def render_markdown(cells: list[Cell]) -> str:

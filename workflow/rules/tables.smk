@@ -107,3 +107,31 @@ rule table_invisible_ablation:
         "diffsec table-invisible-ablation --metrics {input.metrics:q} --lambdas {params.lambdas} "
         "--base-lam {params.base_lam:q} --snapshots {params.snapshots} --profile {params.profile:q} "
         "--seed {params.seed:q} --out {output.csv:q} > {log:q} 2>&1"
+
+
+# every paper's headline claims as verdicts over the tables above (src/diffsec/paper/claims.py)
+rule table_claims:
+    input:
+        tables=[
+            "results/tables/szt.csv",
+            "results/tables/invisible_diffusion.csv",
+            "results/tables/sedid.csv",
+            "results/tables/spd.csv",
+            "results/tables/sau.csv",
+        ],
+        code=code("table-claims"),
+    output:
+        csv="results/tables/claims.csv",
+        md="results/tables/claims.md",
+    log:
+        "logs/table_claims.log",
+    benchmark:
+        "benchmarks/table_claims.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        profile=PROFILE,
+        seed=SEED,
+    shell:
+        "diffsec table-claims --tables {input.tables:q} --profile {params.profile:q} --seed {params.seed:q} "
+        "--out {output.csv:q} > {log:q} 2>&1"

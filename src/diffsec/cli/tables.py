@@ -70,6 +70,14 @@ def register(sub) -> None:
            "per-image PhotoGuard, each per eps and as the mean over eps, from spd-eval artifacts; the paper's "
            "values beside the Baseline and Ours means (lower = stronger immunization).", "spd-eval artifacts")
 
+    p = _table(sub, "table-claims", run_claims, "the papers' headline claims judged on our tables (claims.csv)",
+               "Evaluate each claim of diffsec.paper.claims over the given result tables: its margin (how far its "
+               "left side exceeds its right side, worst case over its cells), the paper's margin where the paper "
+               "printed those cells, a standard error where the cells are shares or AUCs, and the verdict (holds / "
+               "fails / within noise / not run). A claim whose table is not given, or whose cell has no value, is "
+               "not run.")
+    p.add_argument("--tables", type=Path, nargs="+", required=True, help="results/tables/*.csv to judge")
+
     _table(sub, "table-sau", run_sau, "SAU Tables 3-4 and the slice's measurements (sau.csv)",
            "Rows Unpoisoned / Poisoned Unet / Finetune Reversal / Concept Erasure / Spatial Attention Unlearning, "
            "columns Pixel and Style: removal accuracy (1 - ASR on triggered prompts), ASR on triggered and clean "
@@ -139,3 +147,16 @@ def run_sedid(args: argparse.Namespace) -> None:
 def run_sedid_mia(args: argparse.Namespace) -> None:
     evals = sedid.read_mia_evals(args.metrics, args.epochs)
     write_table(sedid.mia_cells(evals, args.epochs, args.profile, args.seed), args.out)
+
+
+def run_claims(args: argparse.Namespace) -> None:
+    from diffsec.errors import DiffsecError
+    from diffsec.paper.claims import CLAIMS, claim_cells, claims_markdown, evaluate, index
+    from diffsec.tables import read_table
+
+    missing = [str(t) for t in args.tables if not t.is_file()]
+    if missing:
+        raise DiffsecError(f"--tables: no such table {', '.join(missing)}")
+    cells = index([r for t in args.tables for r in read_table(t)])
+    verdicts = [evaluate(c, cells) for c in CLAIMS]
+    write_table(claim_cells(verdicts, args.profile, args.seed), args.out, claims_markdown(verdicts, args.profile))

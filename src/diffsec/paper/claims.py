@@ -216,3 +216,20 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("sau-style-removed-less", "SAU (001)", "SAU removes the style backdoor less well than the pixel one",
           ((_sau(SAU), _sau(SAU, "Style")),), RATE),
 )
+
+
+def claims_markdown(verdicts: list[Verdict], profile: str) -> str:
+    """One readable table: claim, paper, statement, our margin, the paper's, +- se, verdict."""
+    def f(x):
+        return "—" if x is None else f"{x:.4g}"
+
+    lines = [f"### claims (profile `{profile}`)", "",
+             "margin = how far the claim's left side exceeds its right side (worst case over its cells); "
+             "+- se: standard error where the cells are shares or AUCs; verdict at 1.96 se", "",
+             "| claim | paper | statement | margin ours | margin paper | +- se | verdict |",
+             "|---|---|---|---:|---:|---:|---|"]
+    for v in verdicts:
+        verdict = v.verdict + (f" ({v.why})" if v.why else "")
+        lines.append(f"| {v.claim.id} | {v.claim.paper} | {v.claim.statement} | {f(v.ours)} | {f(v.paper)} | "
+                     f"{f(v.se)} | {verdict} |")
+    return "\n".join(lines) + "\n"
