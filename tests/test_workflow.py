@@ -71,7 +71,7 @@ def smoke_dir(tmp_path_factory, mirror) -> Path:
 
 def test_smoke_dag_completes(smoke_dir):
     rows = (smoke_dir / "results/tables/worlds.csv").read_text().splitlines()
-    assert rows[0] == "table,row,column,metric,backbone,value,paper_value,profile,n_samples,seed"
+    assert rows[0] == "table,row,column,metric,backbone,value,paper_value,profile,n_samples,seed,note"
     assert len(rows) > 5
     # the T2I world's VAE ceiling: accuracy on round-tripped test images, and their PSNR
     assert sum("CIFAR-10 test images through the t2i VAE" in r for r in rows) == 2
@@ -109,7 +109,8 @@ def test_world_hyperparameter_reruns_only_dependents(smoke_dir, mirror, tmp_path
                     "backdoor_train": 7, "backdoor_sample": 16, "backdoor_eval": 16,
                     "figure_backdoor_trajectories": 1, "figure_backdoor_targets": 1,
                     "figure_backdoor_ablation": 1, "table_invisible": 1, "table_invisible_ablation": 1,
-                    "sample_sedid": 1, "sedid_score": 4, "sedid_eval": 3, "figure_sedid": 1, "table_sedid": 1}, jobs
+                    "sample_sedid": 1, "sedid_score": 4, "sedid_eval": 3, "figure_sedid": 1, "table_sedid": 1,
+                    "table_claims": 1}, jobs
 
 
 def test_invisible_attack_setting_reruns_only_that_attack(smoke_dir, mirror, tmp_path):
@@ -118,7 +119,7 @@ def test_invisible_attack_setting_reruns_only_that_attack(smoke_dir, mirror, tmp
     jobs = planned_after_override(smoke_dir, mirror, tmp_path, "invisible:\n  attacks:\n    id_outd_fixed: "
                                   "{method: invisible, trigger: uniform, target: 'mnist:8'}\n")
     assert jobs == {"backdoor_train": 1, "backdoor_sample": 2, "backdoor_eval": 2, "figure_backdoor_targets": 1,
-                    "table_invisible": 1}, jobs
+                    "table_invisible": 1, "table_claims": 1}, jobs
 
 
 def test_celeba_dataset_adds_its_branch_only(smoke_dir, mirror, tmp_path):
@@ -129,7 +130,7 @@ def test_celeba_dataset_adds_its_branch_only(smoke_dir, mirror, tmp_path):
     jobs = planned_after_override(smoke_dir, mirror, tmp_path, "invisible:\n  datasets: [cifar10, celeba]\n")
     assert jobs == {"fetch_source": 3, "prepare_celeba": 1, "train_ddpm": 1, "train_celeba_classifier": 1,
                     "backdoor_train": 5, "backdoor_sample": 12, "backdoor_eval": 12, "figure_backdoor_targets": 1,
-                    "table_invisible": 1}, jobs
+                    "table_invisible": 1, "table_claims": 1}, jobs
 
 
 def test_szt_defense_setting_reruns_only_its_column(smoke_dir, mirror, tmp_path):
@@ -146,8 +147,9 @@ def test_metric_setting_in_params_reruns_the_evaluations(smoke_dir, mirror, tmp_
     defenses = smoke_szt.get("defenses") or yaml.safe_load((REPO / "config.yaml").read_text())["szt"]["defenses"]
     jobs = planned_after_override(smoke_dir, mirror, tmp_path,
                                   "szt:\n  metrics:\n    fid_backbone: resnet56-cifar10\n")
-    # table_szt runs once per SZT table (main + three ablations), each reading some eval_ti
-    assert jobs == {"eval_ti": len(defenses), "table_szt": 4}, jobs
+    # table_szt runs once per SZT table (main + three ablations), each reading some eval_ti; the
+    # claims read the main one
+    assert jobs == {"eval_ti": len(defenses), "table_szt": 4, "table_claims": 1}, jobs
 
 
 def test_editing_a_module_a_stage_imports_reruns_that_stage(smoke_dir, mirror):
