@@ -122,7 +122,11 @@ rule table_claims:
         code=code("table-claims"),
     output:
         csv="results/tables/claims.csv",
-        md="results/tables/claims.md",
+        md=report(
+            "results/tables/claims.md",
+            category="Claims",
+            caption="../report/claims.rst",
+        ),
     log:
         "logs/table_claims.log",
     benchmark:
