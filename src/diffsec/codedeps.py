@@ -25,9 +25,9 @@ imports count, as before. Modules reached from there count whole.
 
 A package's data files (CSV, TSV, JSON, YAML or text files beside its `__init__.py`, e.g. the
 paper values `paper/*.csv` read through importlib.resources) count as part of that package. The
-closure over-approximates (a module that registers three stages gives all three the imports
-of each), never under-approximates a static import; dynamic imports (`importlib.import_module`)
-are not seen.
+closure over-approximates (a stage whose function the scan cannot tell gets its whole module's
+imports, and a helper reached by name counts whole even where only one branch of it runs), never
+under-approximates a static import; dynamic imports (`importlib.import_module`) are not seen.
 """
 
 from __future__ import annotations
@@ -334,15 +334,16 @@ def _reachable(tree: ast.Module, start: str, registrars: dict[str, tuple[int, st
 def stage_code(root: str | os.PathLike, stage: str, package: str = PACKAGE) -> list[Path]:
     """The files `diffsec <stage>` runs: the import closure of the part of the registering CLI
     module that runs for the stage (module docstring), or of the whole module."""
-    modules = stage_modules(root, package)
+    stamps = _cli_stamps(root, package)   # one stat of the CLI files for the three cached scans
+    modules = _stage_modules(stamps, package)
     if stage not in modules:
         raise DiffsecError(f"no CLI module registers stage {stage!r} (add_parser({stage!r}) in {package}/cli/)")
-    funcs = stage_functions(root, package)
+    funcs = _stage_functions(stamps, package)
     module, func = modules[stage], funcs.get(stage)
     if func is None:
         return import_closure(root, module, package)
     path = module_file(Path(root), module)
-    registrars = _cli_registrars(_cli_stamps(root, package))
+    registrars = _cli_registrars(stamps)
     others = {f for s, f in funcs.items() if modules.get(s) == module}
     imports = _imports_in(_reachable(_parse(path), func, registrars, others), root, module,
                           path.name == "__init__.py", package)

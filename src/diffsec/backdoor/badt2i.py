@@ -102,6 +102,11 @@ def read_patch(path, flag: str = "--patch"):
         raise DiffsecError(f"{flag} {path}: not a readable image ({' '.join(str(e).split())})") from None
 
 
+def patch_side(images: np.ndarray, frac: float = PATCH_FRAC) -> int:
+    """s = round(frac * min(H, W)): the pixel backdoor's patch side on N x H x W x C `images`."""
+    return round(frac * min(images.shape[1:3]))
+
+
 def paste_patch(images: np.ndarray, patch: np.ndarray, frac: float = PATCH_FRAC) -> np.ndarray:
     """Pixel-backdoor targets: a copy of uint8 NHWC `images` with `patch` (uint8 h x w x 3) resized
     to s x s, s = round(frac * min(H, W)), pasted in the top-left corner; other pixels untouched."""
@@ -109,7 +114,7 @@ def paste_patch(images: np.ndarray, patch: np.ndarray, frac: float = PATCH_FRAC)
 
     _check_images(images)
     ok = isinstance(frac, (int, float)) and not isinstance(frac, bool) and 0 < frac <= 1
-    size = round(frac * min(images.shape[1:3])) if ok else 0
+    size = patch_side(images, frac) if ok else 0
     if patch.dtype != np.uint8 or patch.ndim != 3 or patch.shape[-1] != 3 or size < 1:
         raise DiffsecError(f"paste_patch: need a uint8 h x w x 3 patch and 0 < frac <= 1 giving >= 1 pixel, got "
                            f"{patch.dtype} {patch.shape}, frac {frac!r}")

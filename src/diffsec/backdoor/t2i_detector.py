@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffsec.backdoor.badt2i import PATCH_FRAC, grayscale, paste_patch
+from diffsec.backdoor.badt2i import PATCH_FRAC, grayscale, paste_patch, patch_side
 from diffsec.errors import DiffsecError
 from diffsec.models import checks
 
@@ -132,12 +132,12 @@ def with_target(images: np.ndarray, kind: str, patch: np.ndarray | None, frac: f
 
 
 def fade_corner(images: np.ndarray, contrast: np.ndarray, frac: float = PATCH_FRAC) -> np.ndarray:
-    """A copy of uint8 NHWC `images` whose top-left s x s square (s as `badt2i.paste_patch`) becomes
+    """A copy of uint8 NHWC `images` whose top-left s x s square (s = `badt2i.patch_side`) becomes
     m_i + c_i (x - m_i), m_i its mean colour per channel and c_i = contrast[i]; rounded, in [0, 255]."""
     c = np.asarray(contrast, np.float64)
     if c.shape != (len(images),) or not np.all((c >= 0) & (c <= 1)):
         raise DiffsecError(f"fade_corner: need one contrast in [0, 1] per image, got shape {c.shape}")
-    s = round(frac * min(images.shape[1:3]))
+    s = patch_side(images, frac)
     out = images.copy()
     sq = images[:, :s, :s].astype(np.float64)
     m = sq.mean(axis=(1, 2), keepdims=True)
