@@ -26,6 +26,8 @@ def d(tmp_path_factory, model_dir):  # noqa: F811
     names = np.array(["dog", "dog", "cat", "cat"])
     save_imageset(d / "concepts.npz", images, masks=np.ones((4, 32, 32), np.uint8), concept=names, class_name=names)
     save_imageset(d / "bare.npz", images)  # no class names
+    np.save(d / "centre.npy", np.zeros(64))
+    save_imageset(d / "labelled.npz", images, labels=np.array([0, 1, 0, 1]))
     np.savez(d / "float.npz", images=images.astype(np.float32), concept=names, class_name=names)
     np.savez(d / "misaligned.npz", images=images, class_name=names[:3])
     (d / "prompts.json").write_text(json.dumps({"object_prompts": ["a {0} {1}"]}))
@@ -49,7 +51,8 @@ TRAIN = ["train-ti", "--model", "{d}/sd", "--sets", "clean={d}/concepts.npz", "-
 GENERATE = ["generate-ti", "--model", "{d}/sd", "--embeddings", "{d}/ti", "--prompts", "{d}/prompts.json"]
 SSM = ["ssm-ti", "--model", "{d}/sd", "--embeddings", "{d}/ti", "--run", "dog-clean", "--clean", "{d}/concepts.npz"]
 EVAL = ["eval-ti", "--generated", "{d}/gen", "--embeddings", "{d}/ti", "--clean", "{d}/concepts.npz",
-        "--prompts", "{d}/prompts.json"]
+        "--prompts", "{d}/prompts.json", "--centre", "{d}/centre.npy"]
+REFERENCE = ["eval-ti-reference", "--clean", "{d}/concepts.npz", "--others", "{d}/labelled.npz"]
 # id: (argv, a word the error line must contain)
 CASES = {
     "poison_eps_above_scale": ([*POISON, "--eps", "300"], "eps <= scale"),
@@ -86,6 +89,9 @@ CASES = {
     "eval_not_a_train_ti_artifact": ([*EVAL, "--embeddings", "{d}/gen"], "runs.json"),
     "eval_not_a_generate_ti_output": (EVAL, "not a generate-ti output"),
     "eval_float_clean_images": ([*EVAL, "--clean", "{d}/float.npz"], "uint8"),
+    "eval_centre_not_npy": ([*EVAL, "--centre", "{d}/prompts.json"], "--centre"),
+    "reference_zero_floor": ([*REFERENCE, "--n", "0"], "--n"),
+    "reference_clean_without_concepts": ([*REFERENCE, "--clean", "{d}/bare.npz"], "concept"),
 }
 
 

@@ -29,12 +29,25 @@ def inv():
 
 def test_timestep_ablation_defenses_skip_the_sets_their_tables_leave_out(szt):
     plan = szt_plan(szt)
-    assert plan.sets == ["clean", "adm+", "adm-", "sds+", "sds-", "ea", "da"]
+    assert plan.sets == ["clean", "adm+", "adm-", "sds+", "sds-", "ea", "da", "da-targeted"]
     for d in ("tanh3", "power0.5", "low0.2", "t500", "t700", "t900"):   # only in Tables 6-8
         assert plan.defense_sets[d] == ["clean", "adm+", "adm-", "ea"], d
     # High 0.6 (t600) is also the main table's T600 column: every set, as for nominal
     assert plan.defense_sets["t600"] == plan.defense_sets["nominal"] == plan.sets
     assert set(plan.defense_sets) == set(szt["defenses"])
+
+
+def test_da_targeted_trains_only_for_the_main_tables_defenses(szt):
+    plan = szt_plan(szt)
+    assert "da-targeted" in plan.defense_sets["szt"] and "da-targeted" in plan.defense_sets["jpeg"]
+    # lm_d08 is shown by the dilation table only, whose rows are the paper's seven
+    assert plan.defense_sets["lm_d08"] == ["clean", "adm+", "adm-", "sds+", "sds-", "ea", "da"]
+
+
+def test_a_table_set_missing_from_the_poisons_is_a_config_error(szt):
+    szt["poisons"] = [p for p in szt["poisons"] if p != "da-targeted"]
+    with pytest.raises(DiffsecError, match=r"szt.poisons: the tables need training sets \['da-targeted'\]"):
+        szt_plan(szt)
 
 
 def test_a_defense_no_table_shows_trains_on_every_set(szt):

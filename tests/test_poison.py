@@ -92,7 +92,7 @@ def _run(ldm, images, target, method, steps=8, budget=BUDGET, batch_size=N):
         obj = make_objective(method, ldm, _target01(target),
                              DAConfig(steps=2, strength=0.5, guidance=2.0))
         _RUNS[key] = poison_images(ldm, images, PROMPTS, obj, budget, steps, batch_size, seed=0,
-                                   uncond=method == "da")
+                                   uncond=method.startswith("da"))
     return _RUNS[key]
 
 
@@ -180,16 +180,34 @@ def test_ea_pulls_the_latent_to_the_target(ldm, images, target):
     assert (losses[:, -1] < losses[:, 0]).all()
 
 
-def test_da_pulls_the_img2img_output_to_the_target(ldm, images, target):
+def test_da_targeted_pulls_the_img2img_output_to_the_target(ldm, images, target):
     """Its own objective, with the noise of each draw held fixed, drops on the poisoned images."""
-    obj = make_objective("da", ldm, _target01(target), DAConfig(steps=2, strength=0.5, guidance=2.0))
+    obj = make_objective("da-targeted", ldm, _target01(target), DAConfig(steps=2, strength=0.5, guidance=2.0))
 
     def loss(u8):
         empty = ldm.embed([""]).expand(N, -1, -1)
         with torch.no_grad():
             return float(np.mean([obj(ldm, _x01(u8), Batch(ldm.embed(PROMPTS), image_generators(s, range(N)),
                                                            empty))[1].mean() for s in (11, 12, 13)]))
-    assert loss(_run(ldm, images, target, "da")[0]) < loss(images)
+    assert loss(_run(ldm, images, target, "da-targeted")[0]) < loss(images)
+
+
+def test_da_pushes_the_img2img_output_away_from_the_clean_image(ldm, images, target):
+    """The paper's untargeted DA: with each draw's noise held fixed, the edit of the poisoned
+    image lies farther from the CLEAN image than the edit of the clean image does."""
+    from diffsec.poison.objectives import da_schedule, img2img_chain
+
+    cfg = DAConfig(steps=2, strength=0.5, guidance=2.0)
+    steps, sched = da_schedule(ldm, cfg)
+    clean = _x01(images)
+
+    def dist(u8):
+        empty = ldm.embed([""]).expand(N, -1, -1)
+        with torch.no_grad():
+            return float(np.mean([(img2img_chain(ldm, _x01(u8), Batch(ldm.embed(PROMPTS), image_generators(s, range(N)),
+                                                                       empty), steps, sched, cfg) - clean).pow(2).mean()
+                                  for s in (11, 12, 13)]))
+    assert dist(_run(ldm, images, target, "da")[0]) > dist(images)
 
 
 def test_batch_size_does_not_change_the_poison(ldm, images, target):

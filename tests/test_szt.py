@@ -47,7 +47,8 @@ def test_evaluate_runs_matches_direct_computation():
     gen = {"images": rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8), "run": names,
            "template": np.tile([0, 1], 20), "class_name": np.array([n.split("-")[0] for n in names])}
     bb = MeanColour()
-    out = evaluate_runs(gen, runs, clean, templates, bb, bb, bb)
+    centre = np.array([0.5, 0.5, 0.5, 0.2, 0.2, 0.2, 1.0])
+    out = evaluate_runs(gen, runs, clean, templates, bb, bb, bb, centre)
     texts = clip_texts(templates, gen["template"], gen["class_name"])
     assert texts[:2] == ["a dog in the snow", "a dog on the beach"]
     for k, r in enumerate(runs):
@@ -57,6 +58,9 @@ def test_evaluate_runs_matches_direct_computation():
         cs = np.maximum((g * t).sum(1) / np.linalg.norm(g, axis=1) / np.linalg.norm(t, axis=1), 0).mean()
         m = out[r["name"]]
         assert m["dino"] == pytest.approx(cos.mean(), abs=1e-12)
+        gc, rc = g - centre, ref - centre
+        cos_c = (gc / np.linalg.norm(gc, axis=1, keepdims=True)) @ (rc / np.linalg.norm(rc, axis=1, keepdims=True)).T
+        assert m["dino_centred"] == pytest.approx(cos_c.mean(), abs=1e-12)
         assert m["fid"] == pytest.approx(_fid_direct(g, ref), rel=1e-5, abs=1e-7)
         assert m["clip_score"] == pytest.approx(cs, abs=1e-12)
         assert (m["concept"], m["set"], m["n_generated"], m["n_reference"]) == (*r["name"].split("-"), 10, 3)
@@ -69,14 +73,16 @@ def test_paper_values_are_consistent():
     """The transcription: every cell present, and each 'Psn Avg' is the mean of its six poison
     rows up to the paper's rounding (a typo in either would break this)."""
     from diffsec.paper import paper_values
-    from diffsec.paper.szt import POISON_AVG, ROWS, TABLES
+    from diffsec.paper.szt import PAPER_TABLES, POISON_AVG, ROWS, TABLES
 
     pv = paper_values("szt")
     assert len(pv) == 864
-    for table, shape in TABLES.items():
+    assert {t for (t, *_) in pv} == set(PAPER_TABLES) == set(TABLES) - {"szt_prompts"}
+    for table in PAPER_TABLES:
+        shape = TABLES[table]
         for col in shape["columns"]:
             for metric in ("dino", "fid", "clip_score"):
-                rows = [pv[(table, r, col, metric)] for r in shape["rows"]]
+                rows = [pv[(table, r, col, metric)] for r in shape["rows"] if r in ROWS]
                 assert all(v > 0 for v in rows)
                 if POISON_AVG in {r for (t, r, _, _) in pv if t == table}:
                     poisons = [pv[(table, r, col, metric)] for r in ROWS if r != "Clean"]
@@ -93,28 +99,122 @@ def test_table_szt_from_metrics(tmp_path):
 
     dirs = []
     for i, d in enumerate(defenses_of("szt_masking")):
-        per_set = {s: {"dino": 0.1 * i + 0.01 * j, "fid": 100.0 + j, "clip_score": 0.5, "n_generated": 24}
-                   for j, s in enumerate(sets_of("szt_masking"))}
+        per_set = {s: {"dino": 0.1 * i + 0.01 * j, "dino_centred": 0.05 * j, "fid": 100.0 + j, "clip_score": 0.5,
+                       "n_generated": 24} for j, s in enumerate(sets_of("szt_masking"))}
         p = tmp_path / d
         p.mkdir()
         (p / "metrics.json").write_text(json.dumps({"label": d, "per_set": per_set, "backbones": {
-            "dino": "mean-colour", "fid": "mean-colour", "clip_score": "clip-x"}}))
+            "dino": "mean-colour", "dino_centred": "mean-colour-centred", "fid": "mean-colour",
+            "clip_score": "clip-x"}}))
         dirs.append(str(p))
     out = tmp_path / "szt_masking.csv"
     assert main(["table-szt", "--table", "szt_masking", "--metrics", *dirs, "--profile", "smoke",
                  "--out", str(out)]) == 0
     rows = read_table(out)
-    assert len(rows) == 5 * 8 * 3
-    cell = {(r["row"], r["column"], r["metric"]): r for r in rows}
-    assert float(cell[("Psn Avg", "IM", "fid")]["value"]) == pytest.approx(np.mean(range(101, 107)))
-    adm_lm = cell[("ADM+", "LM", "dino")]
-    assert adm_lm["paper_value"] == "0.36" and adm_lm["backbone"] == "mean-colour"
+    assert len(rows) == 5 * 8 * 4
+    cell = {(r["row"], r["column"], r["metric"], r["backbone"]): r for r in rows}
+    assert float(cell[("Psn Avg", "IM", "fid", "mean-colour")]["value"]) == pytest.approx(np.mean(range(101, 107)))
+    adm_lm = cell[("ADM+", "LM", "dino", "mean-colour")]
+    assert adm_lm["paper_value"] == "0.36"
+    # the centred DINO: the same metric on a second backbone name, after the raw one, no paper value
+    centred = cell[("Psn Avg", "LM", "dino", "mean-colour-centred")]
+    assert float(centred["value"]) == pytest.approx(0.05 * np.mean(range(1, 7))) and centred["paper_value"] == ""
+    order = [(r["row"], r["column"], r["backbone"]) for r in rows if r["metric"] == "dino"]
+    assert order.index(("ADM+", "LM", "mean-colour")) < order.index(("ADM+", "LM", "mean-colour-centred"))
     assert out.with_suffix(".md").is_file()
     # a missing defense column is a one-line error, and no table is written
     assert main(["table-szt", "--table", "szt_masking", "--metrics", *dirs[:-1], "--profile", "smoke",
                  "--out", str(tmp_path / "bad.csv")]) == 2
     assert not (tmp_path / "bad.csv").exists()
-    assert set(TABLES) == {"szt", "szt_timestep", "szt_masking", "szt_dilation"}
+    assert set(TABLES) == {"szt", "szt_prompts", "szt_timestep", "szt_masking", "szt_dilation"}
+
+
+def test_da_targeted_is_a_row_of_the_main_table_but_not_of_its_poison_average():
+    from diffsec.paper.szt import table_cells
+
+    sets = ["clean", "adm+", "adm-", "sds+", "sds-", "ea", "da", "da-targeted"]
+    by = {}
+    for spec in ("nominal", "regen", "pdmpure", "advclean", "jpeg", "t600", "lm", "jpeg_t600", "jpeg_lm", "szt"):
+        per = {s: {"dino": 0.1 * j, "dino_centred": 0.0, "fid": 1.0, "clip_score": 0.5, "n_generated": 24}
+               for j, s in enumerate(sets)}
+        by[spec] = {"per_set": per, "backbones": {"dino": "b", "dino_centred": "b-centred", "fid": "b",
+                                                  "clip_score": "c"}}
+    cells = {(c.row, c.column, c.metric, c.backbone): c for c in table_cells("szt", by, "tiny", 0)}
+    assert cells[("DA-targeted", "SZT", "dino", "b")].value == pytest.approx(0.7)
+    assert cells[("DA-targeted", "SZT", "dino", "b")].paper_value == ""
+    assert cells[("Psn Avg", "SZT", "dino", "b")].value == pytest.approx(np.mean([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]))
+    assert cells[("Psn Avg", "SZT", "dino", "b")].n_samples == 6 * 24
+
+
+def test_prompt_form_columns_read_the_class_noun_samples_by_their_label():
+    from diffsec.errors import DiffsecError
+    from diffsec.paper.szt import column_source, columns_of, defenses_of, table_cells
+
+    assert column_source("lm") == ("lm", "token") and column_source("lm/class") == ("lm", "class")
+    with pytest.raises(DiffsecError, match="prompt form 'caption'"):
+        column_source("lm/caption")
+    assert ("nominal", "class") in columns_of("szt_prompts") and ("nominal", "token") in columns_of("szt_prompts")
+    assert defenses_of("szt_prompts") == ["nominal", "jpeg", "t600", "lm", "szt"]
+    sets = ["clean", "adm+", "adm-", "sds+", "sds-", "ea", "da"]
+    by = {}
+    for spec in ("nominal", "jpeg", "t600", "lm", "szt"):
+        for form, v in (("", 0.3), ("/class", 0.6)):
+            per = {s: {"dino": v, "dino_centred": v / 2, "fid": 1.0, "clip_score": 0.5, "n_generated": 24}
+                   for s in sets}
+            by[spec + form] = {"per_set": per, "backbones": {"dino": "b", "dino_centred": "b-centred",
+                                                             "fid": "b", "clip_score": "c"}}
+    cells = {(c.row, c.column, c.metric, c.backbone): c.value for c in table_cells("szt_prompts", by, "tiny", 0)}
+    assert cells[("Psn Avg", "Nominal", "dino", "b")] == pytest.approx(0.3)
+    assert cells[("Psn Avg", "Nominal +class", "dino", "b")] == pytest.approx(0.6)
+    del by["lm/class"]
+    with pytest.raises(DiffsecError, match="lm/class"):
+        table_cells("szt_prompts", by, "tiny", 0)
+
+
+def test_reference_levels_match_a_direct_computation():
+    """Floor: seeded same-class (or class-balanced) draws vs the references; ceiling: each photo
+    against the concept's others; both also after centring on the concept set's mean feature."""
+    from diffsec.paper.szt import reference_cells
+    from diffsec.personalize.evaluate import centre_of, floor_indices, held_out_cosine, reference_levels
+
+    rng = np.random.default_rng(3)
+    clean = {"images": rng.integers(0, 256, (7, 8, 8, 3), dtype=np.uint8),
+             "concept": np.array(["dog"] * 4 + ["teapot"] * 3), "class_name": np.array(["dog"] * 4 + ["teapot"] * 3)}
+    names = ["cat", "dog"]
+    others = {"images": rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8), "labels": np.arange(40) % 2}
+    bb = MeanColour()
+    mu = centre_of(others, names, bb, 10, 0)
+    idx = floor_indices(others["labels"], names, "", 10, 0)   # 5 + 5, class-balanced
+    assert np.bincount(others["labels"][idx]).tolist() == [5, 5]
+    np.testing.assert_allclose(mu, bb.features(others["images"][idx]).mean(0))
+    out = reference_levels(clean, others, names, bb, mu, n=6, seed=1)
+    f = bb.features(clean["images"])
+
+    def cos(a, b):
+        return (a / np.linalg.norm(a, axis=1, keepdims=True)) @ (b / np.linalg.norm(b, axis=1, keepdims=True)).T
+
+    for c, rows in (("dog", slice(0, 4)), ("teapot", slice(4, 7))):
+        ref = f[rows]
+        pairs = [cos(ref[i:i + 1], ref[j:j + 1])[0, 0] for i in range(len(ref)) for j in range(len(ref)) if i != j]
+        idx = floor_indices(others["labels"], names, c, 6, 1)
+        g = bb.features(others["images"][idx])
+        m = out["per_concept"][c]
+        assert m["ceiling"] == pytest.approx(np.mean(pairs), abs=1e-12)
+        assert m["floor"] == pytest.approx(cos(g, ref).mean(), abs=1e-12)
+        assert m["floor_centred"] == pytest.approx(cos(g - mu, ref - mu).mean(), abs=1e-12)
+        assert m["ceiling_centred"] == pytest.approx(held_out_cosine(ref - mu), abs=1e-12)
+    # dog is a class of the other set (6 dogs); teapot is not (3 + 3, class-balanced)
+    assert set(others["labels"][floor_indices(others["labels"], names, "dog", 6, 1)]) == {1}
+    teapot_floor = others["labels"][floor_indices(others["labels"], names, "teapot", 6, 1)]
+    assert np.bincount(teapot_floor).tolist() == [3, 3]
+    assert out["per_concept"]["teapot"]["floor_source"] == "all classes"
+    per = out["per_concept"]
+    assert out["mean"]["ceiling"] == pytest.approx(np.mean([per[c]["ceiling"] for c in ("dog", "teapot")]))
+    ref_json = {"backbones": {"dino": "b", "dino_centred": "b-centred"}, **out}
+    cells = reference_cells("szt", ref_json, "tiny", 0)
+    assert {(c.row, c.backbone) for c in cells} == {(r, b) for r in ("Floor (CIFAR class)", "Ceiling (held-out photo)")
+                                                    for b in ("b", "b-centred")}
+    assert all(c.column == "Reference" and c.metric == "dino" for c in cells)
 
 
 def test_a_table_cell_refuses_a_value_that_is_not_a_number():

@@ -104,7 +104,7 @@ def test_world_hyperparameter_reruns_only_dependents(smoke_dir, mirror, tmp_path
     # model every InvisibleDiffusion attack fine-tunes and the model SeDID inverts (both slices
     # rerun); nothing else
     assert jobs == {"train_ddpm": 1, "sample_ddpm": 1, "fid_ddpm_vs_test": 1, "table_worlds": 1,
-                    "purify_set": 7, "train_ti": 1, "generate_ti": 1, "eval_ti": 1, "table_szt": 1,
+                    "purify_set": 8, "train_ti": 1, "generate_ti": 1, "eval_ti": 1, "table_szt": 1,
                     "figure_ti_grid": 1,
                     "backdoor_train": 7, "backdoor_sample": 16, "backdoor_eval": 16,
                     "figure_backdoor_trajectories": 1, "figure_backdoor_targets": 1,
@@ -147,9 +147,9 @@ def test_metric_setting_in_params_reruns_the_evaluations(smoke_dir, mirror, tmp_
     defenses = smoke_szt.get("defenses") or yaml.safe_load((REPO / "config.yaml").read_text())["szt"]["defenses"]
     jobs = planned_after_override(smoke_dir, mirror, tmp_path,
                                   "szt:\n  metrics:\n    fid_backbone: resnet56-cifar10\n")
-    # table_szt runs once per SZT table (main + three ablations), each reading some eval_ti; the
-    # claims read the main one
-    assert jobs == {"eval_ti": len(defenses), "table_szt": 4, "table_claims": 1}, jobs
+    # table_szt runs once per SZT table (main, prompt forms, three ablations), each reading some
+    # eval_ti (the prompt-form table adds five class-noun evaluations); the claims read the main one
+    assert jobs == {"eval_ti": len(defenses) + 5, "table_szt": 5, "table_claims": 1}, jobs
 
 
 def test_editing_a_module_a_stage_imports_reruns_that_stage(smoke_dir, mirror):
@@ -173,16 +173,20 @@ def test_editing_a_module_a_stage_imports_reruns_that_stage(smoke_dir, mirror):
 
 
 def test_szt_tables_filled(smoke_dir):
-    from diffsec.paper.szt import TABLES
+    from diffsec.paper.szt import PAPER_TABLES, REFERENCE_COLUMN, ROWS, TABLES
     from diffsec.tables import read_table
 
     for name, shape in TABLES.items():
         rows = read_table(smoke_dir / f"results/tables/{name}.csv")
-        n_rows = len(shape["rows"]) + (1 if len(shape["rows"]) == 7 else 0)  # + Psn Avg
-        assert len(rows) == n_rows * len(shape["columns"]) * 3, name
+        n_rows = len(shape["rows"]) + (1 if set(ROWS) <= set(shape["rows"]) else 0)  # + Psn Avg
+        # dino, its centred twin, fid, clip_score; the main table adds floor and ceiling (x 2 backbones)
+        assert len(rows) == n_rows * len(shape["columns"]) * 4 + (4 if name == "szt" else 0), name
         for r in rows:
             float(r["value"])  # every cell measured
-            assert r["paper_value"] != "" and r["backbone"] and r["profile"] == "smoke"
+            assert r["backbone"] and r["profile"] == "smoke"
+            paper_cell = (name in PAPER_TABLES and r["column"] != REFERENCE_COLUMN
+                          and not r["backbone"].endswith("-centred") and r["row"] != "DA-targeted")
+            assert (r["paper_value"] != "") == paper_cell, (name, r)
     for fig in ("perturbations/adm+.png", "loss-per-t/loss_per_t.png", "ti-grid/grid.png", "ssm/ssm.png"):
         assert (smoke_dir / "results/figures/szt" / fig).is_file(), fig
     report = json.loads((smoke_dir / "results/poison/adm+/distances.json").read_text())

@@ -7,7 +7,7 @@ import shlex
 
 from diffsec.codedeps import stage_code
 from diffsec.paper import invisible as INV_SHAPE
-from diffsec.paper.szt import TABLES, defenses_of
+from diffsec.paper.szt import TABLES, columns_of, defenses_of
 from diffsec.plan.sau import (
     DEFAULT as SAU_DEFAULT,
     DETECTOR as SAU_DETECTOR,
@@ -161,6 +161,7 @@ SETS = SZT_PLAN.sets
 DEFENSES = SZT["defenses"]
 PURIFIERS = ["jpeg", "regen", "pdmpure", "advclean"]
 CONCEPTS_NPZ = "results/data/szt-concepts/concepts.npz"
+SZT_REFERENCE = "results/metrics/szt/reference"
 FIG = SZT["figures"]
 SZT_FIGURES = [
     f"results/figures/szt/{f}"
@@ -206,6 +207,21 @@ def ti_flags(wildcards):
     return f"--sets {sets} {rest}"
 
 
+def generate_ti_flags(wildcards):
+    """The config's generation flags; the paper's token-only prompts unless {prompts} is class."""
+    return flags(**SZT["generate"], no_class_noun=wildcards.prompts == "token")
+
+
+def szt_label(wildcards):
+    """A table column's name for these samples: the defense, and the form unless token."""
+    d, p = wildcards.defense, wildcards.prompts
+    return d if p == "token" else "/".join((d, p))
+
+
+def szt_table_metrics(wildcards):
+    return [f"results/metrics/szt/{p}/{d}" for d, p in columns_of(wildcards.table)]
+
+
 def _szt_backbone(wildcards):
     return _resnet_artifact(SZT["metrics"]["backbone"])
 
@@ -225,16 +241,23 @@ def _clip_model(wildcards):
     )
 
 
-def eval_ti_flags(wildcards):
+def szt_backbone_flags(wildcards):
     m = SZT["metrics"]
     return flags(
         backbone=m["backbone"],
         backbone_weights=_szt_backbone(wildcards) or m.get("backbone_weights"),
+    )
+
+
+def eval_ti_flags(wildcards):
+    m = SZT["metrics"]
+    rest = flags(
         fid_backbone=m.get("fid_backbone"),
         fid_weights=_resnet_artifact(m.get("fid_backbone")) or m.get("fid_weights"),
         clip_backbone=m["clip_backbone"],
         clip_weights=_clip_model(wildcards) or m.get("clip_weights"),
     )
+    return f"{szt_backbone_flags(wildcards)} {rest}"
 
 
 # ---- InvisibleDiffusion (paper 000): attacks, their models, samples and measurements ----
@@ -651,6 +674,7 @@ wildcard_constraints:
     purifier=alternatives(PURIFIERS),
     set=alternatives(SETS),
     defense=alternatives(DEFENSES),
+    prompts="token|class",
     attack=alternatives([*INV_PLAN.benign, *INV_ATTACKS]),
     sampler="ddpm|ddim",
     variant=r"final|step-\d+",

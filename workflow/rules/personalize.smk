@@ -1,5 +1,7 @@
 # SZT: batched textual inversion per defense, its samples, metrics, the SSM figure.
 # The defense -> training sets map is SZT_PLAN (src/diffsec/plan/szt.py); flags are built in common.smk.
+# {prompts}: token = the paper's generation prompts ("a <tok> on the beach"), class = with the class
+# noun ("a <tok> dog on the beach"), the szt_prompts ablation.
 
 
 rule train_ti:
@@ -41,16 +43,16 @@ rule generate_ti:
         code=code("generate-ti"),
     output:
         report(
-            directory("results/personalize/gen/{defense}"),
+            directory("results/personalize/gen/{prompts}/{defense}"),
             patterns=["grid.png"],
             category="szt",
             subcategory="generated",
             caption="../report/generate_ti.rst",
         ),
     log:
-        "logs/generate_ti/{defense}.log",
+        "logs/generate_ti/{prompts}/{defense}.log",
     benchmark:
-        "benchmarks/generate_ti/{defense}.tsv"
+        "benchmarks/generate_ti/{prompts}/{defense}.tsv"
     conda:
         CONDA_ENV
     threads: config["threads"]
@@ -58,7 +60,7 @@ rule generate_ti:
         gpu=GPU,
     params:
         run=RUN,
-        flags=flags(**SZT["generate"]),
+        flags=generate_ti_flags,
     shell:
         "diffsec generate-ti --model {input.model:q} --embeddings {input.embeddings:q} "
         "--prompts {input.concepts:q}/prompts.json {params.flags} --out {output:q} {params.run} "
@@ -67,36 +69,63 @@ rule generate_ti:
 
 rule eval_ti:
     input:
-        generated="results/personalize/gen/{defense}",
+        generated="results/personalize/gen/{prompts}/{defense}",
         embeddings="results/personalize/ti/{defense}",
         concepts="results/data/szt-concepts",
+        reference=SZT_REFERENCE,
         backbone=_szt_backbone,
         fid_backbone=_szt_fid_backbone,
         clip=_clip_model,
         code=code("eval-ti"),
     output:
-        directory("results/metrics/szt/{defense}"),
+        directory("results/metrics/szt/{prompts}/{defense}"),
     log:
-        "logs/eval_ti/{defense}.log",
+        "logs/eval_ti/{prompts}/{defense}.log",
     benchmark:
-        "benchmarks/eval_ti/{defense}.tsv"
+        "benchmarks/eval_ti/{prompts}/{defense}.tsv"
     conda:
         CONDA_ENV
     threads: 1
     params:
         run=RUN,
+        label=szt_label,
         flags=eval_ti_flags,
     shell:
         "diffsec eval-ti --generated {input.generated:q} --embeddings {input.embeddings:q} "
         "--clean {input.concepts:q}/concepts.npz --prompts {input.concepts:q}/prompts.json "
-        "--label {wildcards.defense:q} {params.flags} --out {output:q} {params.run} --threads {threads} "
+        "--centre {input.reference:q}/centre.npy --label {params.label:q} {params.flags} --out {output:q} {params.run} --threads {threads} "
         "> {log:q} 2>&1"
+
+
+# what the DINO metric is read against: same-class CIFAR photos (floor), held-out concept photos (ceiling)
+rule eval_ti_reference:
+    input:
+        concepts="results/data/szt-concepts",
+        cifar="results/data/cifar10",
+        backbone=_szt_backbone,
+        code=code("eval-ti-reference"),
+    output:
+        directory(SZT_REFERENCE),
+    log:
+        "logs/eval_ti_reference.log",
+    benchmark:
+        "benchmarks/eval_ti_reference.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        run=RUN,
+        flags=szt_backbone_flags,
+        n=SZT["metrics"]["reference_n"],
+    shell:
+        "diffsec eval-ti-reference --clean {input.concepts:q}/concepts.npz --others {input.cifar:q}/test.npz "
+        "--n {params.n:q} {params.flags} --out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"
 
 
 rule figure_ti_grid:
     input:
         generated=expand(
-            "results/personalize/gen/{defense}", defense=defenses_of("szt")
+            "results/personalize/gen/token/{defense}", defense=defenses_of("szt")
         ),
         code=code("figure-ti-grid"),
     output:
@@ -113,7 +142,9 @@ rule figure_ti_grid:
     conda:
         CONDA_ENV
     params:
-        generated=named({d: f"results/personalize/gen/{d}" for d in defenses_of("szt")}),
+        generated=named(
+            {d: f"results/personalize/gen/token/{d}" for d in defenses_of("szt")}
+        ),
         run=f"{FIG['concept']}-{FIG['poison']}",
         n=min(8, 24 * SZT["generate"].get("per_prompt", 5)),
     shell:

@@ -7,7 +7,7 @@ rule poison_concepts:
         data="results/data/szt-concepts",
         model="results/models/t2i-cifar10",
         target=lambda w: (
-            "results/sources/mist_target" if w.poison in ("ea", "da") else []
+            "results/sources/mist_target" if w.poison in ("ea", "da-targeted") else []
         ),
         code=code("poison"),
     output:

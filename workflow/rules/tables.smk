@@ -37,11 +37,10 @@ rule table_worlds:
 
 rule table_szt:
     input:
-        metrics=lambda w: expand(
-            "results/metrics/szt/{defense}", defense=defenses_of(w.table)
-        ),
-        # the main table's figures come with it, so `snakemake results/tables/szt.csv` gives both
+        metrics=szt_table_metrics,
+        # the main table's figures and DINO floor / ceiling come with it
         figures=lambda w: SZT_FIGURES if w.table == "szt" else [],
+        reference=lambda w: SZT_REFERENCE if w.table == "szt" else [],
         code=code("table-szt"),
     output:
         csv="results/tables/{table}.csv",
@@ -55,9 +54,10 @@ rule table_szt:
     params:
         profile=PROFILE,
         seed=SEED,
+        reference=lambda w, input: flags(reference=input.reference or None),
     shell:
-        "diffsec table-szt --table {wildcards.table:q} --metrics {input.metrics:q} --profile {params.profile:q} "
-        "--seed {params.seed:q} --out {output.csv:q} > {log:q} 2>&1"
+        "diffsec table-szt --table {wildcards.table:q} --metrics {input.metrics:q} {params.reference} "
+        "--profile {params.profile:q} --seed {params.seed:q} --out {output.csv:q} > {log:q} 2>&1"
 
 
 rule table_invisible:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from diffsec.cli.common import add_common, open_stage
 
-METHODS = ("adm+", "adm-", "sds+", "sds-", "ea", "da")  # = diffsec.poison.METHODS (light import)
+METHODS = ("adm+", "adm-", "sds+", "sds-", "ea", "da", "da-targeted")  # = diffsec.poison.METHODS (light import)
+TARGETED = ("ea", "da-targeted")  # = diffsec.poison.objectives.TARGETED
 
 
 def register(sub) -> None:
@@ -15,13 +16,15 @@ def register(sub) -> None:
                        description="Per-image L-inf PGD poisons of paper 004 (Appendix F): adm+/adm- ascend/descend "
                        "the noise-prediction loss (AdvDM, Mist mode 0), sds+/sds- the same with the UNet Jacobian "
                        "skipped (Xue et al.), ea pulls the VAE latent toward --target's (Mist mode 1 / PhotoGuard "
-                       "encoder attack), da pulls a short differentiable img2img chain's output toward --target "
-                       "(PhotoGuard diffusion attack). Budget: eps/scale and step/scale in [0,1] pixel units (default "
+                       "encoder attack), da pushes a short differentiable img2img chain's output away from the image "
+                       "it edits (the paper's untargeted DA), da-targeted pulls it toward --target (PhotoGuard's "
+                       "diffusion attack). Budget: eps/scale and step/scale in [0,1] pixel units (default "
                        "16/256 and 1/256, 100 steps, as in the paper). A killed run resumes at its next batch.")
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--images", type=Path, required=True, help="image set (uint8 NHWC images + arrays carried through)")
     p.add_argument("--model", required=True, help="StableDiffusionPipeline dir, a train-t2i artifact, or a hub id")
-    p.add_argument("--target", default=None, help="ea/da target: an image file (resized bicubically) or 'gray'")
+    p.add_argument("--target", default=None, help="ea/da-targeted target: an image file (resized bicubically) "
+                   "or 'gray'")
     p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
     g = p.add_argument_group("budget (pixel scale: VALUE/SCALE in [0,1] units; the VAE sees [-1,1])")
     g.add_argument("--eps", type=float, default=16.0, help="L-inf radius in 1/SCALE units (default 16)")
@@ -32,9 +35,9 @@ def register(sub) -> None:
     g.add_argument("--prompt-mode", choices=("class", "empty"), default="class",
                    help="'a photo of a <class_name>' per image, or the empty prompt")
     g.add_argument("--batch-size", type=int, default=4, help="images per PGD batch (memory only)")
-    g.add_argument("--da-steps", type=int, default=4, help="da: differentiable DDIM steps (PhotoGuard: 4)")
-    g.add_argument("--da-strength", type=float, default=0.5, help="da: img2img strength in (0, 1)")
-    g.add_argument("--da-guidance", type=float, default=7.5, help="da: classifier-free guidance scale")
+    g.add_argument("--da-steps", type=int, default=4, help="da, da-targeted: differentiable DDIM steps (PhotoGuard: 4)")
+    g.add_argument("--da-strength", type=float, default=0.5, help="da, da-targeted: img2img strength in (0, 1)")
+    g.add_argument("--da-guidance", type=float, default=7.5, help="da, da-targeted: classifier-free guidance scale")
     g.add_argument("--figure-images", type=int, default=4, help="images shown in before_after.png")
     add_common(p)
     p.set_defaults(func=run)
@@ -47,7 +50,7 @@ def _settings(args):
     from diffsec.poison import Budget, DAConfig
     from diffsec.poison.run import prompts_for
 
-    if args.method in ("ea", "da") and args.target is None:
+    if args.method in TARGETED and args.target is None:
         raise DiffsecError(f"--method {args.method} needs --target (an image file, or 'gray')")
     if min(args.steps, args.batch_size, args.figure_images) < 1:
         raise DiffsecError("--steps, --batch-size and --figure-images must be >= 1")
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> None:
     ckpt = st.checkpoint(1, images=args.images, model=model if Path(model).is_dir() else None,
                          target=args.target if args.target not in (None, "gray") else None)
     res = run_poison(ldm, data["images"], prompts, objective, budget, args.steps, args.batch_size, args.seed,
-                     ckpt, uncond=args.method == "da" and args.da_guidance != 1, desc=f"poison {args.method}")
+                     ckpt, uncond=args.method.startswith("da") and args.da_guidance != 1, desc=f"poison {args.method}")
     with st.artifact() as art:
         report = _write(art, args, data, res, budget, target_u8)
         art.extra.update(prompts=sorted(set(prompts)), budget=budget.describe(), **res.summary(),

@@ -33,10 +33,12 @@ def register(sub) -> None:
     p.add_argument("--t2i-class", type=Path, required=True, help="eval-class artifact on the T2I samples")
     p.add_argument("--t2i-vae", type=Path, help="eval-class --vae-roundtrip artifact: the T2I VAE's ceiling")
 
-    p = _table(sub, "table-szt", run_szt, "one SZT table (szt, szt_timestep, szt_masking, szt_dilation)",
-               "Fill one of the SZT paper's tables from eval-ti artifacts, one per defense column, with the "
-               "paper's number beside each cell.", "eval-ti artifacts; each one's label names its defense")
+    p = _table(sub, "table-szt", run_szt, "one SZT table (szt, szt_prompts, szt_timestep, szt_masking, "
+               "szt_dilation)", "Fill one of the SZT paper's tables (or our prompt-form ablation) from eval-ti "
+               "artifacts, one per column, with the paper's number beside each cell.",
+               "eval-ti artifacts; each one's label names its column's defense (+ /class for class-noun prompts)")
     p.add_argument("--table", required=True, choices=list(szt.TABLES))
+    p.add_argument("--reference", type=Path, help="eval-ti-reference artifact: the DINO floor and ceiling rows")
 
     p = _table(sub, "table-invisible", run_invisible, "InvisibleDiffusion Tables I and II (invisible_diffusion.csv)",
                "Fill InvisibleDiffusion's Tables I (DDPM) and II (DDIM) from backdoor-eval artifacts labelled "
@@ -121,7 +123,9 @@ def run_worlds(args: argparse.Namespace) -> None:
 
 
 def run_szt(args: argparse.Namespace) -> None:
-    write_table(szt.table_cells(args.table, measurements_by_label(args.metrics), args.profile, args.seed), args.out)
+    reference = read_measurement(args.reference) if args.reference else None
+    write_table(szt.table_cells(args.table, measurements_by_label(args.metrics), args.profile, args.seed,
+                                reference), args.out)
 
 
 def run_invisible(args: argparse.Namespace) -> None:

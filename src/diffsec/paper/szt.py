@@ -14,16 +14,33 @@ from diffsec.tables import Cell
 
 ROWS = {"Clean": "clean", "ADM+": "adm+", "ADM-": "adm-", "SDS+": "sds+", "SDS-": "sds-",
         "EA": "ea", "DA": "da"}
+PAPER_POISONS = [r for r in ROWS if r != "Clean"]  # the paper's six: Psn Avg is their mean
+# rows beyond the paper's (not in Psn Avg): DA as PhotoGuard's targeted attack, our earlier DA
+EXTRA_ROWS = {"DA-targeted": "da-targeted"}
+ALL_ROWS = {**ROWS, **EXTRA_ROWS}
 POISON_AVG = "Psn Avg"  # mean over the six poison rows (not Clean)
 METRICS = {"dino": "Table 1 / 6 / 9 / 12", "fid": "Table 15 / 7 / 10 / 13",
            "clip_score": "Table 16 / 8 / 11 / 14"}
+# eval-ti's measurement -> the table's metric: the centred DINO is the same metric on a second
+# backbone name (`<backbone>-centred`), written after the raw one; no paper values
+MEASURED = {"dino": "dino", "fid": "fid", "clip_score": "clip_score", "dino_centred": "dino"}
+# what the DINO values are read against (eval-ti-reference), in the main table's Reference column
+REFERENCE_COLUMN = "Reference"
+REFERENCE_ROWS = {"Floor (CIFAR class)": ("floor", "n_floor"), "Ceiling (held-out photo)": ("ceiling", "n_reference")}
 
 TABLES: dict[str, dict] = {
     "szt": {
-        "rows": list(ROWS), "source": "CustomConcept101, Tables 1 (DINOv2), 15 (FID), 16 (CLIP)",
+        "rows": [*ROWS, *EXTRA_ROWS], "source": "CustomConcept101, Tables 1 (DINOv2), 15 (FID), 16 (CLIP)",
         "columns": {"Nominal": "nominal", "Regen": "regen", "PDMPure": "pdmpure", "AdvClean": "advclean",
                     "JPEG": "jpeg", "T600": "t600", "LM": "lm", "JPEG+T600": "jpeg_t600",
                     "JPEG+LM": "jpeg_lm", "SZT": "szt"}},
+    # our ablation (no paper values): the paper's token-only prompts vs prompts with the class noun
+    # ("a <tok> dog in the jungle"), which anchor every sample to the class whatever the token learned
+    "szt_prompts": {
+        "rows": list(ROWS), "source": "ours (the paper's prompts carry the token only)",
+        "columns": {f"{name}{suffix}": f"{d}{form}" for name, d in
+                    (("Nominal", "nominal"), ("JPEG", "jpeg"), ("T600", "t600"), ("LM", "lm"), ("SZT", "szt"))
+                    for suffix, form in (("", ""), (" +class", "/class"))}},
     "szt_timestep": {
         "rows": ["Clean", "ADM+", "ADM-", "EA"], "source": "NovelConcepts10, Tables 6-8",
         "columns": {"Nominal": "nominal",
@@ -43,20 +60,44 @@ TABLES: dict[str, dict] = {
 }
 
 
+PROMPT_FORMS = ("token", "class")  # "a <tok> on the beach" (the paper's) | "a <tok> dog on the beach"
+
+
+def column_source(spec: str) -> tuple[str, str]:
+    """A column's (defense, prompt form): "lm" is lm's samples from the paper's token-only
+    prompts, "lm/class" from prompts that also carry the class noun."""
+    defense, _, form = spec.partition("/")
+    form = form or "token"
+    if form not in PROMPT_FORMS:
+        raise DiffsecError(f"column {spec!r}: prompt form {form!r} is not one of {PROMPT_FORMS}")
+    return defense, form
+
+
+PAPER_TABLES = [t for t, shape in TABLES.items() if not shape["source"].startswith("ours")]
+
+
 def defenses_of(table: str) -> list[str]:
-    return list(dict.fromkeys(TABLES[table]["columns"].values()))
+    return list(dict.fromkeys(column_source(c)[0] for c in TABLES[table]["columns"].values()))
+
+
+def columns_of(table: str) -> list[tuple[str, str]]:
+    """(defense, prompt form) of every column, in order."""
+    return [column_source(c) for c in TABLES[table]["columns"].values()]
 
 
 def sets_of(table: str) -> list[str]:
-    return [ROWS[r] for r in TABLES[table]["rows"]]
+    return [ALL_ROWS[r] for r in TABLES[table]["rows"]]
 
 
-def table_cells(table: str, by_defense: dict[str, dict], profile: str, seed: int) -> list[Cell]:
-    """The cells of one SZT table from eval-ti measurements ({defense label: metrics.json}).
+def table_cells(table: str, by_defense: dict[str, dict], profile: str, seed: int,
+                reference: dict | None = None) -> list[Cell]:
+    """The cells of one SZT table from eval-ti measurements ({column spec: metrics.json}), and
+    with `reference` (eval-ti-reference's metrics.json) its floor and ceiling rows.
 
     Cell (row, column, metric) is the column's defense's value on the row's training set (its
-    mean over concepts, `per_set`); where a table has all six poison rows, `Psn Avg` is the
-    plain mean of those six values (and counts their generated images together)."""
+    mean over concepts, `per_set`); where a table has all six of the paper's poison rows, `Psn Avg`
+    is the plain mean of those six values (and counts their generated images together); extra
+    rows (DA-targeted) are shown but not averaged."""
     shape, paper = TABLES[table], paper_values("szt")
     cells = []
     for column, defense in shape["columns"].items():
@@ -64,28 +105,44 @@ def table_cells(table: str, by_defense: dict[str, dict], profile: str, seed: int
             raise DiffsecError(f"table {table}: no eval-ti artifact for defense {defense!r} "
                                f"(column {column}); got {sorted(by_defense)}")
         cells += _column_cells(table, column, defense, by_defense[defense], paper, profile, seed)
+    if reference is not None:
+        cells += reference_cells(table, reference, profile, seed)
+    return cells
+
+
+def reference_cells(table: str, reference: dict, profile: str, seed: int) -> list[Cell]:
+    """Floor and ceiling of the DINO metric, raw and centred, in the Reference column."""
+    cells = []
+    for key in ("dino", "dino_centred"):
+        suffix = "" if key == "dino" else "_centred"
+        for row, (level, n) in REFERENCE_ROWS.items():
+            cells.append(Cell(table=table, row=row, column=REFERENCE_COLUMN, metric="dino",
+                              backbone=reference["backbones"][key], value=reference["mean"][level + suffix],
+                              paper_value="", profile=profile, n_samples=reference[n], seed=seed))
     return cells
 
 
 def _column_cells(table, column, defense, m, paper, profile, seed) -> list[Cell]:
     import numpy as np
 
-    def cell(row, metric, value, n):
-        return Cell(table=table, row=row, column=column, metric=metric, backbone=m["backbones"][metric],
-                    value=value, paper_value=paper.get((table, row, column, metric), ""), profile=profile,
-                    n_samples=n, seed=seed)
+    def cell(row, key, value, n):
+        metric = MEASURED[key]
+        own = key == metric  # the paper's numbers are the raw backbone's
+        return Cell(table=table, row=row, column=column, metric=metric, backbone=m["backbones"][key],
+                    value=value, paper_value=paper.get((table, row, column, metric), "") if own else "",
+                    profile=profile, n_samples=n, seed=seed)
 
     cells = []
-    for metric in METRICS:
+    for metric in MEASURED:
         poisons = []
         for row in TABLES[table]["rows"]:
-            per = m["per_set"].get(ROWS[row])
+            per = m["per_set"].get(ALL_ROWS[row])
             if per is None:
-                raise DiffsecError(f"defense {defense!r} has no runs on set {ROWS[row]!r}")
-            if row != "Clean":
+                raise DiffsecError(f"defense {defense!r} has no runs on set {ALL_ROWS[row]!r}")
+            if row in PAPER_POISONS:
                 poisons.append(per)
             cells.append(cell(row, metric, per[metric], per["n_generated"]))
-        if len(poisons) == 6:  # the paper averages the six poisons
+        if len(poisons) == len(PAPER_POISONS):  # the paper averages the six poisons
             cells.append(cell(POISON_AVG, metric, float(np.mean([p[metric] for p in poisons])),
                               sum(p["n_generated"] for p in poisons)))
     return cells

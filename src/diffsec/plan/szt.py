@@ -29,6 +29,9 @@ def szt_plan(szt: dict[str, Any]) -> SztPlan:
     if missing:
         raise DiffsecError(f"config error: szt.defenses: the tables need defenses {missing}")
     sets = ["clean", *szt["poisons"]]
+    unset = sorted({s for t in TABLES for s in sets_of(t)} - set(sets))
+    if unset:
+        raise DiffsecError(f"config error: szt.poisons: the tables need training sets {unset}")
     shown: dict[str, set[str]] = {}
     for table in TABLES:
         for d in defenses_of(table):

@@ -1,8 +1,18 @@
-"""The six poisons of the paper's Table 3 as PGD objectives.
+"""The six poisons of the paper's Table 3 as PGD objectives, plus a targeted DA variant.
 
 An objective maps pixels x (B x 3 x H x W in [0, 1], requiring grad) and the batch context to
 (to_minimize, reported), both per image: PGD steps against the sign of d to_minimize / dx, and
 the loss curve records `reported`, the quantity the method claims to move.
+
+The two diffusion attacks run PhotoGuard's differentiable img2img chain g (encode, noise to the
+img2img strength, the last `steps` DDIM steps with guidance, decode):
+
+  da           the paper's DA (Table 3: ascent, untargeted, objective "DM sampling"):
+               maximise ||g(x) - sg(x)||^2 / D, the edit's pixel distance from the image it edits
+               (sg = stop-gradient; x stays within eps of the clean image, so this is the
+               distance to the clean image up to eps)
+  da-targeted  PhotoGuard's own form: minimise ||g(x) - x_target||^2 / D toward a target image
+               (MIST), the DA this project used before (kept as a named variant)
 """
 
 from __future__ import annotations
@@ -14,13 +24,15 @@ import torch
 from diffsec.errors import DiffsecError
 from diffsec.poison.ldm import LatentDiffusion
 
-METHODS = ("adm+", "adm-", "sds+", "sds-", "ea", "da")
-TARGETED = ("ea", "da")
+METHODS = ("adm+", "adm-", "sds+", "sds-", "ea", "da", "da-targeted")
+TARGETED = ("ea", "da-targeted")
+DIFFUSION_ATTACKS = ("da", "da-targeted")  # need the img2img chain (DAConfig)
 REPORTED = {  # what the loss curve shows, per method
     "adm": "noise-prediction MSE at the drawn (t, eps)",
     "sds": "noise-prediction MSE at the drawn (t, eps)",
     "ea": "latent MSE to the target's latent",
-    "da": "pixel MSE of the img2img output to the target",
+    "da": "pixel MSE of the img2img output to the image it edits (ascended)",
+    "da-targeted": "pixel MSE of the img2img output to the target",
 }
 
 
@@ -96,39 +108,53 @@ def da_schedule(ldm: LatentDiffusion, cfg: DAConfig):
     return [int(t) for t in sched.timesteps[-cfg.steps:]], sched
 
 
-def _da(target01: torch.Tensor, timesteps: list[int], sched, cfg: DAConfig):
+def img2img_chain(ldm: LatentDiffusion, x, b: Batch, timesteps: list[int], sched, cfg: DAConfig):
+    """g(x): encode (posterior mean), noise to timesteps[0], the DDIM tail with guidance, decode.
+    Every step keeps its graph: the memory-heavy part."""
+    z0 = ldm.encode(x)
+    noise = torch.stack([torch.randn(z0.shape[1:], generator=g) for g in b.generators]).to(z0)
+    z = ldm.noisy(z0, torch.full((len(x),), timesteps[0], device=ldm.device), noise)
+    for t in timesteps:
+        tt = torch.full((len(x),), t, device=ldm.device)
+        if b.uncond is not None and cfg.guidance != 1:
+            e_u, e_c = ldm.eps_pred(torch.cat([z, z]), torch.cat([tt, tt]),
+                                    torch.cat([b.uncond, b.cond])).chunk(2)
+            e = e_u + cfg.guidance * (e_c - e_u)
+        else:
+            e = ldm.eps_pred(z, tt, b.cond)
+        z = sched.step(e, t, z, eta=0.0).prev_sample
+    return ldm.decode(z)
+
+
+def _da(target01: torch.Tensor | None, timesteps: list[int], sched, cfg: DAConfig):
+    """Targeted (toward `target01`, descent) or, with target01 None, untargeted (away from the
+    image itself, ascent)."""
     def objective(ldm: LatentDiffusion, x, b: Batch):
-        z0 = ldm.encode(x)
-        noise = torch.stack([torch.randn(z0.shape[1:], generator=g) for g in b.generators]).to(z0)
-        z = ldm.noisy(z0, torch.full((len(x),), timesteps[0], device=ldm.device), noise)
-        for t in timesteps:  # every step keeps its graph: the memory-heavy part
-            tt = torch.full((len(x),), t, device=ldm.device)
-            if b.uncond is not None and cfg.guidance != 1:
-                e_u, e_c = ldm.eps_pred(torch.cat([z, z]), torch.cat([tt, tt]),
-                                        torch.cat([b.uncond, b.cond])).chunk(2)
-                e = e_u + cfg.guidance * (e_c - e_u)
-            else:
-                e = ldm.eps_pred(z, tt, b.cond)
-            z = sched.step(e, t, z, eta=0.0).prev_sample
-        d = (ldm.decode(z) - target01).pow(2).flatten(1).mean(1)
+        out = img2img_chain(ldm, x, b, timesteps, sched, cfg)
+        if target01 is None:
+            d = (out - x.detach()).pow(2).flatten(1).mean(1)
+            return -d, d
+        d = (out - target01).pow(2).flatten(1).mean(1)
         return d, d
     return objective
 
 
 def make_objective(method: str, ldm: LatentDiffusion, target01: torch.Tensor | None = None,
                    da: DAConfig | None = None):
-    """The objective for `method`; `target01` (3 x H x W in [0, 1]) is needed by ea and da,
-    the img2img chain `da` by da."""
+    """The objective for `method`; `target01` (3 x H x W in [0, 1]) is needed by ea and
+    da-targeted, the img2img chain `da` by both diffusion attacks."""
     if method not in METHODS:
         raise ValueError(f"unknown poison {method!r}; choose from {METHODS}")
     if method in TARGETED and target01 is None:
         raise ValueError(f"{method} needs a target image")
-    if method == "da" and da is None:
-        raise ValueError("da needs its img2img chain (DAConfig)")
+    if method in DIFFUSION_ATTACKS and da is None:
+        raise ValueError(f"{method} needs its img2img chain (DAConfig)")
     if method in ("adm+", "adm-"):
         return _adm(1.0 if method == "adm+" else -1.0)
     if method in ("sds+", "sds-"):
         return _sds(1.0 if method == "sds+" else -1.0)
+    if method == "da":
+        return _da(None, *da_schedule(ldm, da), da)
     target01 = target01.to(ldm.device, torch.float32)[None]
     if method == "ea":
         with torch.no_grad():
