@@ -30,6 +30,12 @@ def smooth_images(n=4, size=32, seed=0):
     return (np.stack(out) * 255).round().clip(0, 255).astype(np.uint8)
 
 
+def checkerboard(n=2, size=16):
+    """1 px black/white checkerboards (all detail at the Nyquist frequency), uint8 NHWC."""
+    c = ((np.arange(size)[:, None] + np.arange(size)[None, :]) % 2 * 255).astype(np.uint8)
+    return np.repeat(np.repeat(c[None, :, :, None], n, 0), 3, 3)
+
+
 def sign_noise(images, eps=16, seed=1):
     s = np.random.default_rng(seed).choice([-eps, eps], images.shape)
     return (images.astype(int) + s).clip(0, 255).astype(np.uint8)
@@ -338,7 +344,7 @@ def test_pdmpure_end_to_end(tiny_ddpm):
     from diffsec.models.ddpm import load_ddpm
 
     unet, sch = load_ddpm(str(tiny_ddpm / "pipeline"))
-    x = smooth_images(3, 24)  # not the model's 16 px: resized there and back
+    x = smooth_images(3, 16)  # the model's 16 px
     a = pdmpure(x, unet, sch, t_star=20, method="ddpm", seed=0, progress=False)
     assert a.shape == x.shape and a.dtype == np.uint8
     assert np.array_equal(a, pdmpure(x, unet, sch, t_star=20, method="ddpm", seed=0, progress=False))
@@ -346,6 +352,52 @@ def test_pdmpure_end_to_end(tiny_ddpm):
     assert b.shape == x.shape
     with pytest.raises(ValueError):
         pdmpure(x[..., :1], unet, sch, progress=False)
+
+
+def _psnr(a, b):
+    from diffsec.metrics.quality import psnr
+
+    return float(psnr(a, b).mean())
+
+
+def test_pdmpure_refuses_a_model_at_another_resolution(tiny_ddpm):
+    from diffsec.defense.pdmpure import pdmpure
+    from diffsec.models.ddpm import load_ddpm
+
+    unet, sch = load_ddpm(str(tiny_ddpm / "pipeline"))
+    with pytest.raises(ValueError, match=r"works at 16x16 px, the images are 24x24 px"):
+        pdmpure(smooth_images(2, 24), unet, sch, progress=False)
+    with pytest.raises(ValueError, match=r"the images are 16x24 px"):  # same width, not the same shape
+        pdmpure(np.zeros((1, 16, 24, 3), np.uint8), unet, sch, progress=False)
+
+
+def test_pdmpure_at_the_models_resolution_does_not_resize(tiny_ddpm):
+    """t* = 0 is one step of noise std 0.01 and back: at the model's own resolution a 1 px
+    checkerboard survives (output ~ input), which no 16 px round trip could keep."""
+    from diffsec.defense.pdmpure import pdmpure
+    from diffsec.models.ddpm import load_ddpm
+
+    unet, sch = load_ddpm(str(tiny_ddpm / "pipeline"))
+    x = checkerboard(2, 16)
+    y = pdmpure(x, unet, sch, t_star=0, seed=0, progress=False)
+    assert y.shape == x.shape and y.dtype == np.uint8
+    assert _psnr(y, x) > 30
+
+
+def test_pdmpure_allow_resize_runs_at_the_models_resolution_and_back(tiny_ddpm):
+    """The opt-in path: 24 px images go to the model's 16 px and back, so a 1 px checkerboard is
+    lost (the output is the bicubic round trip, not the input)."""
+    from diffsec.defense.images import resize
+    from diffsec.defense.pdmpure import pdmpure
+    from diffsec.imageset import to_float, to_uint8
+    from diffsec.models.ddpm import load_ddpm
+
+    unet, sch = load_ddpm(str(tiny_ddpm / "pipeline"))
+    x = checkerboard(2, 24)
+    y = pdmpure(x, unet, sch, t_star=0, seed=0, progress=False, allow_resize=True)
+    assert y.shape == x.shape and y.dtype == np.uint8
+    round_trip = to_uint8(resize(resize(to_float(x), (16, 16)), (24, 24)))
+    assert _psnr(y, x) < 15 < 30 < _psnr(y, round_trip)
 
 
 # ---------------------------------------------------------------- CLI
@@ -414,6 +466,58 @@ def test_cli_errors_write_nothing(tmp_path, imageset, tiny_sd, tiny_ddpm, capsys
     assert "is a StableDiffusionPipeline" in err[2] and "not a diffusers pipeline" in err[3]
     assert "colour" in err[4] and "t*" in err[5] and "--quality" in err[6]
     assert _cli("--method", "jpeg", "--images", tmp_path / "nope.npz", "--out", out) == 2
+
+
+@pytest.fixture(scope="module")
+def bare_unets(tmp_path_factory):
+    """Bare UNet2DModel directories (config.json + weights, no scheduler, no model_index.json), one
+    at the `imageset`'s 16 px and one at 8 px."""
+    from diffsec.models.ddpm import DDPMConfig, build_ddpm
+
+    root = tmp_path_factory.mktemp("unets")
+    for r in (16, 8):
+        torch.manual_seed(0)
+        unet, _ = build_ddpm(DDPMConfig(resolution=r, channels=[16, 16], attention=[False, False], layers_per_block=1))
+        unet.save_pretrained(root / f"unet{r}")
+    return root
+
+
+def test_cli_pdmpure_refuses_a_resolution_mismatch_in_one_line_writing_nothing(tmp_path, imageset, bare_unets,
+                                                                               capsys):
+    out = tmp_path / "out"
+    assert _cli("--method", "pdmpure", "--images", imageset, "--out", out, "--model", bare_unets / "unet8") == 2
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]  # no temporary directory either
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert err == ["diffsec purify: error: pdmpure: the pixel model works at 8x8 px, the images are 16x16 px: "
+                   "name a model at the images' resolution, or allow resizing there and back (--allow-resize)"]
+
+
+def test_cli_pdmpure_runs_a_unet_dir_at_the_images_resolution(tmp_path, imageset, bare_unets):
+    from diffsec.imageset import load_imageset
+
+    out = tmp_path / "out"
+    assert _cli("--method", "pdmpure", "--images", imageset, "--out", out, "--model", bare_unets / "unet16",
+                "--t-star", "0") == 0
+    src, got = load_imageset(imageset)["images"], load_imageset(out / "images.npz")["images"]
+    assert got.shape == src.shape == (4, 16, 16, 3) and got.dtype == np.uint8
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["model_resolution"] == [16, 16] and man["resized"] is False and man["t_star"] == 0
+    # t* = 0 at the images' own resolution keeps the +-16 sign noise that a resize would smooth away
+    assert json.loads((out / "distances.json").read_text())["mean_psnr_db"] > 30
+
+
+def test_cli_pdmpure_allow_resize_resizes_to_the_model_and_back(tmp_path, imageset, bare_unets):
+    from diffsec.imageset import load_imageset
+
+    out = tmp_path / "out"
+    assert _cli("--method", "pdmpure", "--images", imageset, "--out", out, "--model", bare_unets / "unet8",
+                "--t-star", "0", "--allow-resize") == 0
+    got = load_imageset(out / "images.npz")["images"]
+    assert got.shape == (4, 16, 16, 3)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["model_resolution"] == [8, 8] and man["resized"] is True
+    assert json.loads((out / "distances.json").read_text())["mean_psnr_db"] < 30  # 8 px lost the sign noise
 
 
 def test_figures(tmp_path):

@@ -182,6 +182,11 @@ def set_npz(name, purifier="none"):
 
 
 def _purifier_model(wildcards):
+    """The purifier's model as a DAG input: its world artifact, unless `szt.purify.<purifier>.model`
+    names one (a hub id or local dir: no DAG input, purify_set passes it with the other flags, so a
+    change of it is a params change)."""
+    if SZT["purify"][wildcards.purifier].get("model"):
+        return []
     models = {
         "regen": "results/models/t2i-cifar10",
         "pdmpure": "results/models/ddpm-cifar10",

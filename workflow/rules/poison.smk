@@ -62,6 +62,7 @@ rule purify_set:
     params:
         run=RUN,
         images=lambda w: set_npz(w.set),
+        # the world artifact (an input); a configured `model` (hub id, local dir) is one of the flags
         model=lambda w, input: flags(model=input.model or None),
         flags=lambda w: flags(**SZT["purify"][w.purifier]),
     shell:

@@ -24,7 +24,9 @@ def register(sub) -> None:
     g = p.add_argument_group("jpeg")
     g.add_argument("--quality", type=int, default=25, help="JPEG quality 1..100 (default: 25)")
     g = p.add_argument_group("regen / pdmpure")
-    g.add_argument("--model", default="", help="regen: an SD pipeline, pdmpure: a DDPM one (dir, artifact, hub id)")
+    g.add_argument("--model", default="", help="regen: an SD pipeline, pdmpure: a DDPM one (dir, artifact, hub id) "
+                   "or a UNet2DModel dir (with the T = 1000 linear DDPM schedule); pdmpure's model must work at "
+                   "the images' resolution")
     s = g.add_mutually_exclusive_group()
     s.add_argument("--strength", type=float, help="t* as a fraction of T, in (0, 1]")
     s.add_argument("--t-star", type=int, help="noise index t* in 0..T-1 (default: regen 60, pdmpure 100)")
@@ -35,6 +37,9 @@ def register(sub) -> None:
     g.add_argument("--guidance", type=float, default=1.0, help="regen CFG scale (1 = none)")
     g.add_argument("--resolution", type=int, help="regen working resolution (default: native)")
     g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--allow-resize", action="store_true",
+                   help="pdmpure: run a model whose resolution is not the images' (resize there and back; "
+                        "detail above the model's resolution is lost). Without it a mismatch is an error")
     g = p.add_argument_group("advclean (AdverseCleaner defaults)")
     for flag, kind, default in (("bilateral-iters", int, 64), ("bilateral-d", int, 5), ("sigma-color", float, 8.0),
                                 ("sigma-space", float, 8.0), ("guided-iters", int, 4), ("guided-radius", int, 4),
@@ -61,9 +66,13 @@ def _purifier(args, data: dict, device):
     channels, model = data["images"].shape[-1], P.load_model(args.method, args.model, device)
     if args.method == "regen":
         f, t = P.regen_purifier(model, sd, P.prompts_from(args.prompt, data), args.guidance, args.resolution, channels)
-    else:
-        f, t = P.pdmpure_purifier(*model, sd, channels)
-    return f, {"t_star": t, "model": args.model}
+        return f, {"t_star": t, "model": args.model}
+    from diffsec.defense.pdmpure import model_resolution
+
+    f, t = P.pdmpure_purifier(*model, sd, data["images"].shape[1:], args.allow_resize)
+    res = model_resolution(model[0])
+    return f, {"t_star": t, "model": args.model, "model_resolution": list(res),
+               "resized": res != data["images"].shape[1:3]}
 
 
 def run(args: argparse.Namespace) -> None:

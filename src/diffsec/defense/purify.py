@@ -3,7 +3,8 @@
     jpeg      JPEG round trip at a quality (SZT Sec. 4.4: 25)
     advclean  AdverseCleaner: bilateral filters, then guided filters steered by the input
     regen     SDEdit through a StableDiffusionPipeline's latent space (Zhao et al.: t* = 60, DDIM)
-    pdmpure   SDEdit through a pixel DDPM (after PDM-Pure: t* = 100 of 1000, ancestral DDPM)
+    pdmpure   SDEdit through a pixel DDPM (after PDM-Pure: t* = 100 of 1000, ancestral DDPM), at the
+              images' resolution (a mismatch is refused unless resizing is asked for)
 
 Each `*_purifier` call validates everything that depends on its settings, the images or the model
 (ranges, channels, the prompt's fields) and returns a function uint8 NHWC -> uint8 NHWC, so a
@@ -89,19 +90,56 @@ class SDEditSettings:
 
 
 def load_model(method: str, name: str, device, flag: str = "--model"):
-    """regen: the StableDiffusionPipeline `name`; pdmpure: (pixel UNet, scheduler) of the DDPMPipeline
-    `name` (a directory, an artifact holding one, or a hub id). One line naming `flag` if it fails."""
-    from diffsec.models.ddpm import load_ddpm
+    """regen: the StableDiffusionPipeline `name`; pdmpure: (pixel UNet, scheduler) of `name` (see
+    `load_pixel_ddpm`). One line naming `flag` if it fails."""
     from diffsec.models.pipelines import pipeline_class
     from diffsec.models.t2i import open_pipeline
 
     want = "StableDiffusionPipeline" if method == "regen" else "DDPMPipeline"
     if not name:
         raise DiffsecError(f"{method} needs {flag} (a {want} directory or hub id)")
+    if method == "pdmpure" and _unet_class(name) is not None:
+        return load_pixel_ddpm(name, device, flag)
     cls = pipeline_class(name)  # None for a hub id; a local non-pipeline is an error
     if cls is not None and cls != want and not (method == "regen" and "StableDiffusion" in cls):
         raise DiffsecError(f"{flag} {name} is a {cls}; {method} needs a {want}")
-    return open_pipeline(name, flag, device) if method == "regen" else load_ddpm(name, device, flag)
+    return open_pipeline(name, flag, device) if method == "regen" else load_pixel_ddpm(name, device, flag)
+
+
+def _unet_class(name: str) -> str | None:
+    """`_class_name` of a bare diffusers model directory (config.json, no model_index.json), else None."""
+    import json
+    from pathlib import Path
+
+    p = Path(name)
+    if (p / "model_index.json").is_file() or not (p / "config.json").is_file():
+        return None
+    try:
+        return json.loads((p / "config.json").read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def load_pixel_ddpm(name: str, device, flag: str = "--model"):
+    """(unet, scheduler) of a pixel DDPM: a DDPMPipeline directory, an artifact holding one under
+    `pipeline/`, a hub id (e.g. google/ddpm-cifar10-32), or a bare UNet2DModel directory (what
+    `UNet2DModel.save_pretrained` writes), which carries no scheduler and gets the DDPM schedule of
+    Ho et al. (T = 1000, betas linear 1e-4..0.02, as google/ddpm-* and our DDPM world)."""
+    from diffsec.errors import first_line
+    from diffsec.models.ddpm import build_scheduler, load_ddpm
+
+    cls = _unet_class(name)
+    if cls is None:
+        return load_ddpm(name, device, flag)
+    if cls != "UNet2DModel":
+        raise DiffsecError(f"{flag} {name} is a {cls}; pdmpure needs a DDPMPipeline or a UNet2DModel")
+    from diffusers import UNet2DModel
+
+    try:
+        unet = UNet2DModel.from_pretrained(name)
+    except Exception as e:  # noqa: BLE001 - diffusers raises many types for a bad directory
+        raise DiffsecError(f"{flag} {name}: cannot load a UNet2DModel ({first_line(e)})") from None
+    return unet.to(device).eval(), build_scheduler()
 
 
 def prompts_from(template: str, data: dict) -> list[str]:
@@ -130,15 +168,24 @@ def regen_purifier(pipe, sd: SDEditSettings, prompts: list[str], guidance: float
                    seed=sd.seed, batch_size=sd.batch_size, resolution=resolution, method=sampler), t
 
 
-def pdmpure_purifier(unet, scheduler, sd: SDEditSettings, channels: int) -> tuple[Purifier, int]:
-    """(PDM-Pure-style SDEdit through the pixel `unet`, its t*)."""
+def pdmpure_purifier(unet, scheduler, sd: SDEditSettings, shape: tuple[int, int, int],
+                     allow_resize: bool = False) -> tuple[Purifier, int]:
+    """(PDM-Pure-style SDEdit through the pixel `unet`, its t*) for images of `shape` (H, W, C).
+
+    The model's resolution must be the images' (a 32 px CIFAR DDPM does not purify 512 px photos:
+    it blurs them), unless `allow_resize` asks for resizing to the model's side and back."""
     from diffsec.defense import pdmpure
 
+    *size, channels = shape
     if channels != unet.config.in_channels:
         raise DiffsecError(f"images have {channels} channels, the model takes {unet.config.in_channels}")
+    try:
+        pdmpure.check_resolution(unet, tuple(size), allow_resize)
+    except ValueError as e:
+        raise DiffsecError(f"pdmpure: {e}") from None
     t, sampler = sd.resolve(scheduler.config.num_train_timesteps, pdmpure)
     return partial(pdmpure.pdmpure, unet=unet, scheduler=scheduler, t_star=t, method=sampler,
-                   steps=sd.steps, seed=sd.seed, batch_size=sd.batch_size), t
+                   steps=sd.steps, seed=sd.seed, batch_size=sd.batch_size, allow_resize=allow_resize), t
 
 
 def distance_stats(method: str, images: np.ndarray, out: np.ndarray) -> dict:
