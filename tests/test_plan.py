@@ -42,6 +42,8 @@ def test_da_targeted_trains_only_for_the_main_tables_defenses(szt):
     assert "da-targeted" in plan.defense_sets["szt"] and "da-targeted" in plan.defense_sets["jpeg"]
     # lm_d08 is shown by the dilation table only, whose rows are the paper's seven
     assert plan.defense_sets["lm_d08"] == ["clean", "adm+", "adm-", "sds+", "sds-", "ea", "da"]
+    # the lr / steps ablation (Table 2) trains its defenses on Table 2's four rows only
+    assert plan.defense_sets["ti_lr5e-4_s1000"] == ["clean", "adm+", "adm-", "ea"]
 
 
 def test_a_table_set_missing_from_the_poisons_is_a_config_error(szt):

@@ -185,7 +185,8 @@ def test_szt_tables_filled(smoke_dir):
             float(r["value"])  # every cell measured
             assert r["backbone"] and r["profile"] == "smoke"
             paper_cell = (name in PAPER_TABLES and r["column"] != REFERENCE_COLUMN
-                          and not r["backbone"].endswith("-centred") and r["row"] != "DA-targeted")
+                          and not r["backbone"].endswith("-centred") and r["row"] != "DA-targeted"
+                          and (name != "szt_ti_hparams" or (r["metric"] == "dino" and r["column"].endswith("1k"))))
             assert (r["paper_value"] != "") == paper_cell, (name, r)
     for fig in ("perturbations/adm+.png", "loss-per-t/loss_per_t.png", "ti-grid/grid.png", "ssm/ssm.png"):
         assert (smoke_dir / "results/figures/szt" / fig).is_file(), fig

@@ -207,7 +207,7 @@ def ti_flags(wildcards):
         sampler=d.get("sampler"),
         objective=d.get("objective"),
         dilation=d.get("dilation"),
-        **SZT["ti"],
+        **{**SZT["ti"], **{k: d[k] for k in ("lr", "steps") if k in d}},
     )
     return f"--sets {sets} {rest}"
 
