@@ -96,4 +96,5 @@ rule all:
         "results/tables/spd.csv",
         "results/tables/sau.csv",
         "results/tables/claims.csv",
+        "results/tables/agreement.csv",
         "results/data/dreambooth",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -80,3 +81,31 @@ def test_table_claims_stage_judges_given_tables_and_refuses_a_missing_one(tmp_pa
     assert main(["table-claims", "--tables", str(tmp_path / "none.csv"), "--profile", "tiny",
                  "--out", str(tmp_path / "x.csv")]) == 2
     assert "no such table" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+
+
+def test_agreement_rho_is_the_rank_correlation_over_measured_cells_only():
+    """Spearman's rho against a direct computation (Pearson on average ranks); derived averages,
+    cells without a paper value and empty values are left out; a constant side gives no row."""
+    from scipy.stats import rankdata
+
+    from diffsec.paper.agreement import agreement_cells, measured_pairs, spearman
+
+    ours = [0.1, 0.4, 0.35, 0.8, 0.5, 0.5]
+    paper = [1.0, 2.0, 4.0, 3.0, 6.0, 5.0]
+    rows = [{"table": "t", "row": f"r{i}", "metric": "m", "backbone": "b", "value": str(a), "paper_value": str(b)}
+            for i, (a, b) in enumerate(zip(ours, paper, strict=True))]
+    rows += [{"table": "t", "row": "Psn Avg", "metric": "m", "backbone": "b", "value": "9", "paper_value": "-9"},
+             {"table": "t", "row": "x", "metric": "m", "backbone": "b", "value": "", "paper_value": "1"},
+             {"table": "t", "row": "y", "metric": "m", "backbone": "b", "value": "0.3", "paper_value": ""}]
+    rows += [{"table": "u", "row": f"r{i}", "metric": "m", "backbone": "", "value": "0.5", "paper_value": str(i)}
+             for i in range(6)]
+    pairs = measured_pairs(rows)
+    assert len(pairs[("t", "m", "b")]) == 6
+    rx, ry = rankdata(ours), rankdata(paper)
+    direct = np.corrcoef(rx, ry)[0, 1]
+    rho, p = spearman(pairs[("t", "m", "b")])
+    assert rho == pytest.approx(direct, abs=1e-12) and 0 < p < 1
+    cells = agreement_cells(rows, "tiny", 0)
+    assert [(c.row, c.column, c.metric, c.n_samples) for c in cells] == [
+        ("t", "m [b]", "spearman_rho", 6), ("t", "m [b]", "spearman_p", 6)]   # u: our side is constant
+    assert spearman([(1, 1), (2, 2), (3, 3), (4, 4)]) is None   # fewer than MIN_CELLS

@@ -110,7 +110,7 @@ def test_world_hyperparameter_reruns_only_dependents(smoke_dir, mirror, tmp_path
                     "figure_backdoor_trajectories": 1, "figure_backdoor_targets": 1,
                     "figure_backdoor_ablation": 1, "table_invisible": 1, "table_invisible_ablation": 1,
                     "sample_sedid": 1, "sedid_score": 4, "sedid_eval": 3, "figure_sedid": 1, "table_sedid": 1,
-                    "table_claims": 1}, jobs
+                    "table_claims": 1, "table_agreement": 1}, jobs
 
 
 def test_invisible_attack_setting_reruns_only_that_attack(smoke_dir, mirror, tmp_path):
@@ -119,7 +119,7 @@ def test_invisible_attack_setting_reruns_only_that_attack(smoke_dir, mirror, tmp
     jobs = planned_after_override(smoke_dir, mirror, tmp_path, "invisible:\n  attacks:\n    id_outd_fixed: "
                                   "{method: invisible, trigger: uniform, target: 'mnist:8'}\n")
     assert jobs == {"backdoor_train": 1, "backdoor_sample": 2, "backdoor_eval": 2, "figure_backdoor_targets": 1,
-                    "table_invisible": 1, "table_claims": 1}, jobs
+                    "table_invisible": 1, "table_claims": 1, "table_agreement": 1}, jobs
 
 
 def test_celeba_dataset_adds_its_branch_only(smoke_dir, mirror, tmp_path):
@@ -130,26 +130,27 @@ def test_celeba_dataset_adds_its_branch_only(smoke_dir, mirror, tmp_path):
     jobs = planned_after_override(smoke_dir, mirror, tmp_path, "invisible:\n  datasets: [cifar10, celeba]\n")
     assert jobs == {"fetch_source": 3, "prepare_celeba": 1, "train_ddpm": 1, "train_celeba_classifier": 1,
                     "backdoor_train": 5, "backdoor_sample": 12, "backdoor_eval": 12, "figure_backdoor_targets": 1,
-                    "table_invisible": 1, "table_claims": 1}, jobs
+                    "table_invisible": 1, "table_claims": 1, "table_agreement": 1}, jobs
 
 
 def test_szt_defense_setting_reruns_only_its_column(smoke_dir, mirror, tmp_path):
     jobs = planned_after_override(smoke_dir, mirror, tmp_path,
                                   "szt:\n  defenses:\n    lm_d24: {objective: lm, dilation: 32}\n")
-    assert jobs == {"train_ti": 1, "generate_ti": 1, "eval_ti": 1, "table_szt": 1}, jobs
+    assert jobs == {"train_ti": 1, "generate_ti": 1, "eval_ti": 1, "table_szt": 1, "table_agreement": 1}, jobs
 
 
 def test_metric_setting_in_params_reruns_the_evaluations(smoke_dir, mirror, tmp_path):
     """Naming FID's backbone explicitly (the same network: no input changes) changes only the
     eval_ti flags: every evaluation and the table rerun. Params derived from `input` are not
     recorded by Snakemake, so this would plan nothing if eval_ti_flags read `input`."""
-    smoke_szt = yaml.safe_load(SMOKE.read_text())["szt"]
-    defenses = smoke_szt.get("defenses") or yaml.safe_load((REPO / "config.yaml").read_text())["szt"]["defenses"]
+    defenses = {**yaml.safe_load((REPO / "config.yaml").read_text())["szt"]["defenses"],
+                **yaml.safe_load(SMOKE.read_text())["szt"].get("defenses", {})}
     jobs = planned_after_override(smoke_dir, mirror, tmp_path,
                                   "szt:\n  metrics:\n    fid_backbone: resnet56-cifar10\n")
-    # table_szt runs once per SZT table (main, prompt forms, three ablations), each reading some
-    # eval_ti (the prompt-form table adds five class-noun evaluations); the claims read the main one
-    assert jobs == {"eval_ti": len(defenses) + 5, "table_szt": 5, "table_claims": 1}, jobs
+    # table_szt runs once per SZT table (main, prompt forms, lr / steps and three ablations), each
+    # reading some eval_ti (the prompt-form table adds five class-noun evaluations); the claims read
+    # the main one, the agreement all of them
+    assert jobs == {"eval_ti": len(defenses) + 5, "table_szt": 6, "table_claims": 1, "table_agreement": 1}, jobs
 
 
 def test_editing_a_module_a_stage_imports_reruns_that_stage(smoke_dir, mirror):

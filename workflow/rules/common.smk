@@ -162,6 +162,15 @@ DEFENSES = SZT["defenses"]
 PURIFIERS = ["jpeg", "regen", "pdmpure", "advclean"]
 CONCEPTS_NPZ = "results/data/szt-concepts/concepts.npz"
 SZT_REFERENCE = "results/metrics/szt/reference"
+# every table that holds paper values (what table_agreement compares)
+PAPER_TABLE_FILES = [
+    *(f"results/tables/{t}.csv" for t in TABLES),
+    "results/tables/invisible_diffusion.csv",
+    "results/tables/invisible_ablation.csv",
+    "results/tables/sedid.csv",
+    "results/tables/spd.csv",
+    "results/tables/sau.csv",
+]
 FIG = SZT["figures"]
 SZT_FIGURES = [
     f"results/figures/szt/{f}"

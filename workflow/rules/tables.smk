@@ -139,3 +139,25 @@ rule table_claims:
     shell:
         "diffsec table-claims --tables {input.tables:q} --profile {params.profile:q} --seed {params.seed:q} "
         "--out {output.csv:q} > {log:q} 2>&1"
+
+
+# Spearman's rho of our cells against the papers' printed ones, per table and metric
+rule table_agreement:
+    input:
+        tables=PAPER_TABLE_FILES,
+        code=code("table-agreement"),
+    output:
+        csv="results/tables/agreement.csv",
+        md="results/tables/agreement.md",
+    log:
+        "logs/table_agreement.log",
+    benchmark:
+        "benchmarks/table_agreement.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        profile=PROFILE,
+        seed=SEED,
+    shell:
+        "diffsec table-agreement --tables {input.tables:q} --profile {params.profile:q} "
+        "--seed {params.seed:q} --out {output.csv:q} > {log:q} 2>&1"

@@ -80,6 +80,12 @@ def register(sub) -> None:
                "not run.")
     p.add_argument("--tables", type=Path, nargs="+", required=True, help="results/tables/*.csv to judge")
 
+    p = _table(sub, "table-agreement", run_agreement, "rank agreement of our cells with the papers' (agreement.csv)",
+               "Spearman's rho (and its two-sided p) between our values and the papers' printed values, per table, "
+               "metric and backbone, over the measured cells that have a paper value, derived average rows left out "
+               "(diffsec.paper.agreement). Cells of one table share rows and columns: the p-values are optimistic.")
+    p.add_argument("--tables", type=Path, nargs="+", required=True, help="results/tables/*.csv to compare")
+
     _table(sub, "table-sau", run_sau, "SAU Tables 3-4 and the slice's measurements (sau.csv)",
            "Rows Unpoisoned / Poisoned Unet / Finetune Reversal / Concept Erasure / Spatial Attention Unlearning, "
            "columns Pixel and Style: removal accuracy (1 - ASR on triggered prompts), ASR on triggered and clean "
@@ -153,14 +159,26 @@ def run_sedid_mia(args: argparse.Namespace) -> None:
     write_table(sedid.mia_cells(evals, args.epochs, args.profile, args.seed), args.out)
 
 
-def run_claims(args: argparse.Namespace) -> None:
+def _read_tables(paths: list[Path]) -> list[dict[str, str]]:
     from diffsec.errors import DiffsecError
-    from diffsec.paper.claims import CLAIMS, claim_cells, claims_markdown, evaluate, index
     from diffsec.tables import read_table
 
-    missing = [str(t) for t in args.tables if not t.is_file()]
+    missing = [str(t) for t in paths if not t.is_file()]
     if missing:
         raise DiffsecError(f"--tables: no such table {', '.join(missing)}")
-    cells = index([r for t in args.tables for r in read_table(t)])
+    return [r for t in paths for r in read_table(t)]
+
+
+def run_agreement(args: argparse.Namespace) -> None:
+    from diffsec.paper.agreement import agreement_cells, agreement_markdown
+
+    cells = agreement_cells(_read_tables(args.tables), args.profile, args.seed)
+    write_table(cells, args.out, agreement_markdown(cells, args.profile))
+
+
+def run_claims(args: argparse.Namespace) -> None:
+    from diffsec.paper.claims import CLAIMS, claim_cells, claims_markdown, evaluate, index
+
+    cells = index(_read_tables(args.tables))
     verdicts = [evaluate(c, cells) for c in CLAIMS]
     write_table(claim_cells(verdicts, args.profile, args.seed), args.out, claims_markdown(verdicts, args.profile))
