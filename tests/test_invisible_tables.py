@@ -119,3 +119,33 @@ def test_take_sweep_curve_starts_at_the_benign_world(plan):
     empty = copy.deepcopy(CONFIG["invisible"])
     empty["take"]["variants"] = []
     assert invisible_plan(empty).take == {}
+
+
+def test_table_stages_read_the_flags_the_rules_pass(plan, tmp_path):
+    """table-invisible --ordinary and table-invisible-take --variants / --snapshots, as the rules
+    call them (JSON from flags()), over metrics.json artifacts."""
+    import json
+
+    from diffsec.cli.main import main
+    from diffsec.tables import read_table
+
+    def dirs(labels):
+        out = []
+        for label, m in _measurements(plan, labels).items():
+            d = tmp_path / "m" / label.replace("/", "__")
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "metrics.json").write_text(json.dumps(m))
+            out.append(str(d))
+        return out
+
+    main_csv, take_csv = tmp_path / "inv.csv", tmp_path / "take.csv"
+    assert main(["table-invisible", "--metrics", *dirs(plan.evals("invisible_diffusion")), "--ordinary",
+                 json.dumps(plan.ordinary), "--profile", "t", "--out", str(main_csv)]) == 0
+    assert {r["column"] for r in read_table(main_csv) if r["row"].startswith("CIFAR-10")} == {
+        "DDPM (Table I)", "DDIM (Table II)", "DDPM, ordinary sampler", "DDIM, ordinary sampler"}
+    assert main(["table-invisible-take", "--metrics", *dirs(plan.evals("invisible_take")), "--variants",
+                 json.dumps(plan.take), "--snapshots", *map(str, plan.take_snapshots), "--profile", "t",
+                 "--out", str(take_csv)]) == 0
+    assert {r["row"] for r in read_table(take_csv)} == set(plan.take)
+    assert main(["table-invisible", "--metrics", *dirs(plan.evals("invisible_diffusion")), "--ordinary",
+                 '["ddpm", "dpm"]', "--profile", "t", "--out", str(main_csv)]) == 2

@@ -4,11 +4,19 @@ assembled in the library (`diffsec.tables.worlds_cells`, `diffsec.paper.szt`, `d
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from diffsec.cli.common import json_arg
 from diffsec.paper import invisible, sau, sedid, spd, szt  # table shapes and cells: no heavy imports
 from diffsec.tables import measurements_by_label, read_measurement, worlds_cells, write_table
+
+
+def json_arg(text: str):
+    """argparse type for a JSON value (here, not diffsec.cli.common's: table stages import no model code)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({e.msg})") from None
 
 
 def _table(sub, name: str, func, summary: str, description: str, metrics: str | None = None):
