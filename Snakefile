@@ -91,6 +91,7 @@ rule all:
         expand("results/tables/{table}.csv", table=TABLES),
         "results/tables/invisible_diffusion.csv",
         "results/tables/invisible_ablation.csv",
+        ["results/tables/invisible_take.csv"] if INV_PLAN.take else [],
         "results/tables/sedid.csv",
         "results/tables/sedid_mia.csv",
         "results/tables/spd.csv",

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from diffsec.backdoor.attacks import Attack
-from diffsec.backdoor.triggers import box_trigger, noise_image, stealth_norms
+from diffsec.backdoor.triggers import box_outline_trigger, grey_box_trigger, noise_image, stealth_norms
 from diffsec.diffusion.sampling import sample
 
 SHAPE = (3, 8, 8)
@@ -70,7 +70,7 @@ def test_trigger_chain_reaches_the_target(attack, method):
 def test_baddiffusion_correction_makes_the_benign_ddpm_sampler_exact():
     cfg = _sched_config()
     cfg["clip_sample"] = False  # the shifted chain's x_0 estimate is exact only without clipping
-    attack = _attack("baddiffusion", "box", box_trigger(8, size=6, thickness=1))
+    attack = _attack("baddiffusion", "grey_box", grey_box_trigger(8, size=4))
     y = torch.rand(1, *SHAPE, generator=torch.Generator().manual_seed(5)).double() * 2 - 1
     gen = torch.Generator().manual_seed(3)
     x0, _ = sample(_oracle(attack, y, cfg), cfg, attack.x_T(6, gen), "ddpm", generator=gen, progress=False,
@@ -106,12 +106,55 @@ def test_stealth_norms_on_the_papers_scale():
     ours = stealth_norms(_attack("invisible", "gaussian", phi, lam=0.5, shape=(3, 32, 32)).added())
     assert ours["linf"] == pytest.approx(127.5)                     # the paper's 127.50
     assert ours["l2"] == pytest.approx(255 * 0.5 * phi.double().norm().item())
-    assert stealth_norms(_attack("invisible", "free", None, shape=(3, 32, 32)).added()) == {"l2": 0.0, "linf": 0.0}
+    assert ours["l2_rms"] == pytest.approx(ours["l2"] / np.sqrt(3 * 32 * 32))
+    assert stealth_norms(_attack("invisible", "free", None, shape=(3, 32, 32)).added()) == \
+        {"l2": 0.0, "linf": 0.0, "l2_rms": 0.0}
     troj = _attack("trojdiff", "mist", torch.ones(3, 32, 32) * -1, gamma=0.6, shape=(3, 32, 32))
     assert stealth_norms(troj.added())["linf"] == pytest.approx(102.0)   # TrojDiff's 102.00
-    box = box_trigger(32, 14, 2)
+    box = box_outline_trigger(32, 14, 2)
     assert int(box.sum()) == 3 * (14 * 14 - 10 * 10)
     assert box[:, :18].abs().sum() == 0 and box[:, :, :18].abs().sum() == 0   # only the corner
+    assert stealth_norms(box)["l2"] == pytest.approx(255 * np.sqrt(3 * 96))    # the old 4,327
+
+
+def test_grey_box_is_baddiffusions_box_14_and_its_rms_is_the_papers_l2():
+    """BadDiffusion's BOX_14 built by hand (a vmin image, grey (vmin + vmax) / 2 in rows and columns
+    -16:-2): our trigger equals it, and of the norms only its RMS x 255 comes near the paper's
+    228.39 (a sum-L2 is at least the L-inf of 255)."""
+    ref = np.full((3, 32, 32), -1.0)
+    ref[:, -16:-2, -16:-2] = (-1.0 + 1.0) / 2
+    box = grey_box_trigger(32, 14)
+    assert np.array_equal(box.numpy(), ref.astype(np.float32))
+    norms = stealth_norms(_attack("baddiffusion", "grey_box", box, shape=(3, 32, 32)).added())
+    outside = 3 * (32 * 32 - 14 * 14)                     # 2,484 values at -1, 588 at 0
+    assert norms["linf"] == pytest.approx(255.0)           # the paper's 255.00
+    assert norms["l2"] == pytest.approx(255 * np.sqrt(outside))
+    assert norms["l2_rms"] == pytest.approx(255 * np.sqrt(outside / 3072)) == pytest.approx(229.30, abs=0.01)
+    assert abs(norms["l2_rms"] - 228.39) / 228.39 < 0.005 and norms["l2"] > 255.0
+    with pytest.raises(ValueError, match="does not fit"):
+        grey_box_trigger(16, 15)
+
+
+@pytest.mark.parametrize("lam", [0.5, 0.3])
+def test_kappa_chain_is_the_ordinary_ddim_sampler_only_at_lambda_half(lam):
+    """Without a fixed image the attacker chain scales the model's noise estimate by gamma kappa =
+    s^2 / (1 - lambda), which is 1 only at lambda = 0.5 (s^2 = 2 lambda^2 - 2 lambda + 1): there
+    DDIM's attacker chain and the ordinary sampler are one map (up to float rounding); at 0.3 the
+    ordinary sampler misses the target the kappa-corrected chain reaches."""
+    cfg = _sched_config()
+    attack = _attack("invisible", "free", None, lam=lam)
+    y = torch.rand(1, *SHAPE, generator=torch.Generator().manual_seed(5)).double() * 1.6 - 0.8
+    x_T = attack.x_T(6, torch.Generator().manual_seed(3))
+    chain = attack.chain()
+    assert chain.gamma * chain.kappa == pytest.approx(attack.free_std ** 2 / (1 - lam))
+    ours, _ = sample(_oracle(attack, y, cfg), cfg, x_T, "ddim", 50, progress=False, chain=chain)
+    plain, _ = sample(_oracle(attack, y, cfg), cfg, x_T, "ddim", 50, progress=False)
+    err = lambda x: (x.double() - y).abs().max().item()   # noqa: E731
+    assert err(ours) < 2e-3
+    if lam == 0.5:
+        assert torch.allclose(ours, plain, atol=1e-5)
+    else:
+        assert err(plain) > 0.05
 
 
 @pytest.mark.parametrize("kwargs,msg", [
@@ -233,3 +276,23 @@ def test_finetune_resumes_after_a_kill_to_the_same_weights_curve_and_snapshots(t
             assert torch.equal(v, resumed.snapshots[step][k])
     assert not torch.equal(ref.snapshots[2]["conv_in.weight"], ref.snapshots[5]["conv_in.weight"])
     assert poisoned_count(32, 0.2) == 6 and poisoned_count(4, 0.01) == 1 and poisoned_count(4, 0.99) == 3
+
+
+def test_a_triggered_only_sample_is_scored_on_the_attack_metrics_alone():
+    """An ordinary-sampler or baseline run has no clean set: its measurement is A-Prec and ASR of
+    the triggered samples (by hand: 3 of 5 predicted as the target label), no FID."""
+    from types import SimpleNamespace
+
+    from diffsec.backdoor.evaluate import Sampled, measure
+
+    rng = np.random.default_rng(1)
+    trig = rng.integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
+    target = rng.integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
+    attack = {"target": "cifar10:7", "method": "invisible", "trigger": "free", "lam": 0.5, "one_image": False,
+              "target_label": 7, "chain_gamma": 0.7, "chain_kappa": 1.4, "stealth": {"l2": 0.0, "linf": 0.0}}
+    s = Sampled(None, "ddim", 50, "ordinary", attack, trig, target)
+    backbone = SimpleNamespace(name="raw", features=lambda x: x.reshape(len(x), -1).astype(np.float64))
+    m = measure(s, target, backbone, k=3, label="a/ddim_ordinary", device="cpu",
+                classify=(lambda x: np.array([7, 7, 1, 7, 2]), "clf"))
+    assert "fid" not in m and "n_clean" not in m and m["chain"] == "ordinary"
+    assert m["asr"] == pytest.approx(0.6) and m["n_trigger"] == 5 and 0 <= m["a_prec"] <= 1

@@ -87,16 +87,18 @@ def test_table_fills_celeba_rows_when_run(tmp_path):
         for sampler in shape.COLUMNS.values():
             for row in shape.rows_of(ds, sampler):
                 attack = shape.dataset_attack(ds, shape.ROWS[row])
-                value += 1
-                m = {"label": f"{attack}/{sampler}", "backbone": "b", "classifier": "c", "n_clean": 4,
-                     "n_trigger": 4, **{k: value for k in ("fid", "precision", "recall", "a_prec", "asr",
-                                                           "mse", "l2", "linf")}}
-                if "BadDiffusion" not in row:   # the one-image row is scored by MSE, the rest by ASR
-                    m.pop("mse")
-                d = tmp_path / "m" / attack / sampler
-                d.mkdir(parents=True)
-                (d / "metrics.json").write_text(json.dumps(m))
-                dirs.append(str(d))
+                # each attack row and its benign baseline (the clean world on the attack's noise)
+                for name in [attack] + ([shape.baseline(attack)] if shape.ROWS[row] != "benign" else []):
+                    value += 1
+                    m = {"label": f"{name}/{sampler}", "backbone": "b", "classifier": "c", "n_clean": 4,
+                         "n_reference": 4, "n_trigger": 4, **{k: value for k in (
+                             "fid", "precision", "recall", "a_prec", "asr", "mse", "l2", "linf", "l2_rms")}}
+                    if "BadDiffusion" not in row:   # the one-image row is scored by MSE, the rest by ASR
+                        m.pop("mse")
+                    d = tmp_path / "m" / name / sampler
+                    d.mkdir(parents=True)
+                    (d / "metrics.json").write_text(json.dumps(m))
+                    dirs.append(str(d))
     paper = paper_values("invisible")
     for datasets in (["cifar10", "celeba"], ["cifar10"]):
         out = tmp_path / f"{len(datasets)}.csv"
@@ -106,8 +108,9 @@ def test_table_fills_celeba_rows_when_run(tmp_path):
         if len(datasets) == 1:
             assert all(r["value"] == "" and r["note"].startswith("not run") for r in rows)
             continue
-        # Table I has 6 CelebA rows, Table II 6; each cell's paper value where the paper prints one
-        assert len({(r["row"], r["column"]) for r in rows}) == 12
+        # Table I has 6 CelebA rows, Table II 6, each attack row (5) with its benign baseline;
+        # each cell's paper value where the paper prints one
+        assert len({(r["row"], r["column"]) for r in rows}) == 2 * (6 + 5)
         for r in rows:
             float(r["value"])
             assert r["paper_value"] == "" or float(r["paper_value"]) == pytest.approx(

@@ -76,7 +76,7 @@ def test_missing_attack_is_one_line_naming_the_key(inv):
 def test_lambda_sweep_adds_the_base_attack_at_every_other_lambda(inv):
     plan = invisible_plan(inv)
     base = {**inv["attacks"][shape.LAMBDA_BASE], "lam": 0.5}
-    sweep = {a: spec for a, spec in plan.attacks.items() if a not in inv["attacks"]}
+    sweep = {a: spec for a, spec in plan.attacks.items() if a not in inv["attacks"] and "_lam" in a}
     assert sweep == {f"id_ind_free_lam{lam:g}": {**base, "lam": lam} for lam in (0.1, 0.3, 0.7, 0.9)}
     assert plan.attacks[shape.LAMBDA_BASE] == base        # the configured lambda is the base model itself
     assert [plan.lambda_label(lam) for lam in plan.lambdas] == [
@@ -106,7 +106,11 @@ def test_celeba_repeats_the_table_attacks_with_its_in_d_target(inv):
     assert plan.benign == ["benign", "celeba-benign"]
     assert plan.targets["CelebA In-D, fixed image"] == "celeba-id_ind_fixed"
     main = plan.evals("invisible_diffusion")
-    assert len(main) == 7 + 6 + 6 + 6 and "celeba-benign/ddim/final" in main   # Tables I + II, each dataset
+    # Tables I + II, each dataset: the benign row; each attack row and its benign baseline with the
+    # attacker chain and the ordinary sampler (BadDiffusion, whose chain is the ordinary one: once)
+    assert len(main) == (1 + 5 * 4 + 2) + (1 + 5 * 4) + 2 * (1 + 5 * 4) and "celeba-benign/ddim/final" in main
+    assert "celeba-benign_id_outd_free/ddim_ordinary/final" in main
+    assert plan.samples_of("celeba-benign_id_outd_free") == "celeba-benign_id_ind_free"
     del inv["in_d_targets"]
     with pytest.raises(DiffsecError, match=r"^config error: invisible\.in_d_targets\.celeba: "):
         invisible_plan(inv)

@@ -129,3 +129,28 @@ def test_backdoor_sample_with_changed_steps_starts_fresh(backdoored, tmp_path, c
     _run(*_sample_args(backdoored, out, 3))
     assert "other settings or inputs; starting fresh" in capsys.readouterr().err
     assert _files(out) == _files(ref)
+
+
+def test_ordinary_and_baseline_runs_start_from_the_attack_runs_triggered_noise(world, backdoored, tmp_path):
+    """The ordinary-sampler run of a backdoored model and the clean world's run on its trigger
+    (the benign baseline) sample the triggered set only, from the same x_T as the attacker run;
+    the ordinary run differs from the attacker chain (Gaussian trigger: shifted mean), the clean
+    world from the backdoored model."""
+    base = ["--sampler", "ddim", "--steps", 3, "--n", 3, "--batch-size", 2, "--trajectory", 2, "--frames", 1,
+            "--threads", 1, "--device", "cpu"]
+    runs = {"attacker": [backdoored], "ordinary": [backdoored, "--chain", "ordinary", "--no-clean"],
+            "baseline": [world[0], "--trigger", backdoored, "--no-clean"]}
+    for name, (model, *extra) in runs.items():
+        _run("backdoor-sample", "--model", model, *extra, *base, "--out", tmp_path / name)
+    files = {name: _files(tmp_path / name) for name in runs}
+    assert "clean.npz" in files["attacker"] and "clean.npz" not in files["ordinary"]
+    assert set(files["baseline"]) == {"trigger.npz", "trajectory_trigger.npz", "samples.png"}
+    x_T = {name: np.load(tmp_path / name / "trajectory_trigger.npz")["frames"][0] for name in runs}
+    assert np.array_equal(x_T["attacker"], x_T["ordinary"]) and np.array_equal(x_T["attacker"], x_T["baseline"])
+    images = {name: np.load(tmp_path / name / "trigger.npz")["images"] for name in runs}
+    assert not np.array_equal(images["attacker"], images["ordinary"])
+    assert not np.array_equal(images["ordinary"], images["baseline"])
+    manifest = json.loads((tmp_path / "baseline" / "manifest.json").read_text())
+    assert manifest["chain"] == "attacker" and manifest["sets"] == ["trigger"]
+    assert main(["backdoor-sample", "--model", str(world[0]), "--no-clean", *map(str, base), "--out",
+                 str(tmp_path / "none")]) == 2   # a clean world without --trigger: nothing left to sample

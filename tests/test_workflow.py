@@ -106,31 +106,37 @@ def test_world_hyperparameter_reruns_only_dependents(smoke_dir, mirror, tmp_path
     assert jobs == {"train_ddpm": 1, "sample_ddpm": 1, "fid_ddpm_vs_test": 1, "table_worlds": 1,
                     "purify_set": 8, "train_ti": 1, "generate_ti": 1, "eval_ti": 1, "table_szt": 1,
                     "figure_ti_grid": 1,
-                    "backdoor_train": 7, "backdoor_sample": 16, "backdoor_eval": 16,
+                    "backdoor_train": 8, "backdoor_sample": 33, "backdoor_eval": 39,
                     "figure_backdoor_trajectories": 1, "figure_backdoor_targets": 1,
                     "figure_backdoor_ablation": 1, "table_invisible": 1, "table_invisible_ablation": 1,
+                    "table_invisible_take": 1,
                     "sample_sedid": 1, "sedid_score": 4, "sedid_eval": 3, "figure_sedid": 1, "table_sedid": 1,
                     "table_claims": 1, "table_agreement": 1}, jobs
 
 
 def test_invisible_attack_setting_reruns_only_that_attack(smoke_dir, mirror, tmp_path):
-    """A new trigger for one attack: its model, its two sample sets and measurements, the figure
-    that shows it and Tables I/II; not the other attacks, not the ablation."""
+    """A new trigger for one attack: its model, its three sample sets (DDPM, DDIM, DDIM with the
+    ordinary sampler) and measurements, its benign baseline's (no longer the In-D fixed trigger's
+    samples: its own noise now), the figure that shows it and Tables I/II; not the other attacks,
+    not the ablation."""
     jobs = planned_after_override(smoke_dir, mirror, tmp_path, "invisible:\n  attacks:\n    id_outd_fixed: "
                                   "{method: invisible, trigger: uniform, target: 'mnist:8'}\n")
-    assert jobs == {"backdoor_train": 1, "backdoor_sample": 2, "backdoor_eval": 2, "figure_backdoor_targets": 1,
+    assert jobs == {"backdoor_train": 1, "backdoor_sample": 6, "backdoor_eval": 6, "figure_backdoor_targets": 1,
                     "table_invisible": 1, "table_claims": 1, "table_agreement": 1}, jobs
 
 
 def test_celeba_dataset_adds_its_branch_only(smoke_dir, mirror, tmp_path):
     """Naming CelebA in invisible.datasets plans its own branch beside the finished CIFAR-10 one:
     its three sources, data, DDPM world and attribute classifier, the five attacks of its table
-    rows (no BadDiffusion row), benign + attacks sampled and measured with both samplers, Fig. 3
-    (which gains CelebA blocks) and the table; nothing of CIFAR-10 reruns."""
+    rows (no BadDiffusion row), benign + attacks sampled and measured with both samplers (12), the
+    attacks again with the ordinary DDIM sampler (5), the benign baselines on the three distinct
+    triggers x three chains (9 sample sets, 15 measurements), Fig. 3 (which gains CelebA blocks)
+    and the table; nothing of CIFAR-10 reruns."""
     jobs = planned_after_override(smoke_dir, mirror, tmp_path, "invisible:\n  datasets: [cifar10, celeba]\n")
     assert jobs == {"fetch_source": 3, "prepare_celeba": 1, "train_ddpm": 1, "train_celeba_classifier": 1,
-                    "backdoor_train": 5, "backdoor_sample": 12, "backdoor_eval": 12, "figure_backdoor_targets": 1,
-                    "table_invisible": 1, "table_claims": 1, "table_agreement": 1}, jobs
+                    "backdoor_train": 5, "backdoor_sample": 12 + 5 + 9, "backdoor_eval": 12 + 5 + 15,
+                    "figure_backdoor_targets": 1, "table_invisible": 1, "table_claims": 1,
+                    "table_agreement": 1}, jobs
 
 
 def test_szt_defense_setting_reruns_only_its_column(smoke_dir, mirror, tmp_path):
@@ -218,7 +224,12 @@ def test_invisible_tables_filled(smoke_dir):
     paper = paper_values("invisible")
     rows = read_table(smoke_dir / "results/tables/invisible_diffusion.csv")
     cifar = [r for r in rows if r["row"].startswith("CIFAR-10")]
-    assert len({(r["row"], r["column"]) for r in cifar}) == 7 + 6   # Table I rows + Table II rows
+    # Table I rows + Table II rows, each attack row with its benign baseline (7 + 6, 6 + 5), and
+    # the smoke config's DDIM ordinary-sampler column: 5 attacks and their baselines
+    assert len({(r["row"], r["column"]) for r in cifar}) == (7 + 6) + (6 + 5) + (5 + 5)
+    baseline = [r for r in cifar if r["row"].startswith("CIFAR-10 · Benign world on ") and r["metric"] == "asr"]
+    # ASR baselines: DDPM 5 (BadDiffusion's is an MSE), DDIM 5, DDIM ordinary 5
+    assert len(baseline) == 5 + 5 + 5 and all(0 <= float(r["value"]) <= 1 for r in baseline)
     for r in cifar:
         float(r["value"])
         assert r["paper_value"] == "" or float(r["paper_value"]) == pytest.approx(   # CSV keeps 4 digits
@@ -234,6 +245,10 @@ def test_invisible_tables_filled(smoke_dir):
     for r in ablation:
         float(r["value"])
     assert [r for r in ablation if r["table"] == "invisible_one_image" and r["metric"] == "mse"]
+    assert [r for r in ablation if r["column"] == "DDIM, ordinary sampler" and r["metric"] == "asr"]
+    take = read_table(smoke_dir / "results/tables/invisible_take.csv")
+    assert {(r["row"], r["column"]) for r in take if r["metric"] == "asr"} == {
+        ("lr0.002", "0 steps"), ("lr0.002", "2 steps"), ("lr0.002", "4 steps")}
     for fig in ("trajectories/trajectories.png", "targets/targets.png", "ablation/lambda.png", "ablation/steps.png"):
         assert (smoke_dir / "results/figures/invisible" / fig).is_file(), fig
 

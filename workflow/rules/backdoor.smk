@@ -38,6 +38,7 @@ rule backdoor_train:
 rule backdoor_sample:
     input:
         model=lambda w: backdoor_model(w.attack),
+        trigger=lambda w: backdoor_trigger(w.attack),
         code=code("backdoor-sample"),
     output:
         directory("results/backdoor/samples/{attack}/{sampler}/{variant}"),
@@ -60,8 +61,9 @@ rule backdoor_sample:
 
 rule backdoor_eval:
     input:
-        samples="results/backdoor/samples/{attack}/{sampler}/{variant}",
+        samples=backdoor_samples,
         model=lambda w: backdoor_model(w.attack),
+        trigger=lambda w: backdoor_trigger(w.attack),
         data=lambda w: f"results/data/{inv_dataset(w.attack)}",
         in_d_classifier=in_d_classifier,
         mnist_classifier="results/models/mnist-classifier",
@@ -81,8 +83,9 @@ rule backdoor_eval:
         backbone=backbone_flags,
         label=backdoor_label,
         in_d_flag=in_d_flag,
+        trigger=backdoor_eval_flags,
     shell:
-        "diffsec backdoor-eval --samples {input.samples:q} --model {input.model:q} "
+        "diffsec backdoor-eval --samples {input.samples:q} --model {input.model:q} {params.trigger} "
         "--reference {input.data:q}/test.npz {params.in_d_flag} {input.in_d_classifier:q} "
         "--mnist-classifier {input.mnist_classifier:q} {params.backbone} --label {params.label:q} "
         "--out {output:q} {params.run} --threads {threads} > {log:q} 2>&1"

@@ -293,9 +293,23 @@ def world_model(attack):
 
 
 def backdoor_model(attack):
-    if INV_SHAPE.split_attack(attack)[1] == "benign":
+    """The model a name samples: an attack's backdoored model, or the clean world (the benign row
+    and the benign baselines)."""
+    if INV_SHAPE.split_attack(attack)[1] == "benign" or INV_PLAN.is_baseline(attack):
         return world_model(attack)
     return f"results/backdoor/models/{attack}"
+
+
+def backdoor_trigger(attack):
+    """The backdoor-train artifact whose trigger a benign baseline samples / is scored by ([] otherwise)."""
+    owner = INV_PLAN.trigger_of(attack)
+    return f"results/backdoor/models/{owner}" if owner else []
+
+
+def backdoor_samples(wildcards):
+    """The backdoor-sample artifact a measurement reads (baselines on one trigger share theirs)."""
+    name = INV_PLAN.samples_of(wildcards.attack)
+    return f"results/backdoor/samples/{name}/{wildcards.sampler}/{wildcards.variant}"
 
 
 def in_d_classifier(wildcards):
@@ -344,28 +358,41 @@ def backdoor_train_flags(wildcards):
         mist=backdoor_mist(wildcards) or None,
         mnist=backdoor_mnist(wildcards) or None,
         snapshots=INV_PLAN.snapshots_of(wildcards.attack),
-        **INV["finetune"],
+        **{**INV["finetune"], **a.get("finetune", {})},
     )
 
 
 def backdoor_sample_flags(wildcards):
-    s = INV["sample"][wildcards.sampler]
+    # <sampler>_ordinary: the ordinary sampler from the triggered noise; a run that is not the
+    # attacker chain on the model's own trigger leaves the clean set to the run that is
+    sampler = wildcards.sampler.removesuffix(INV_SHAPE.ORDINARY)
+    ordinary = sampler != wildcards.sampler
+    baseline = INV_PLAN.is_baseline(wildcards.attack)
+    s = INV["sample"][sampler]
     snap = (
         0
         if wildcards.variant == "final"
         else int(wildcards.variant.removeprefix("step-"))
     )
     return flags(
-        sampler=wildcards.sampler,
+        sampler=sampler,
         n=s["n"],
         steps=s.get("steps"),
         snapshot=snap,
         batch_size=INV["sample"].get("batch_size"),
+        trigger=backdoor_trigger(wildcards.attack) or None,
+        chain="ordinary" if ordinary else None,
+        no_clean=ordinary or baseline,
     )
 
 
+def backdoor_eval_flags(wildcards):
+    """--trigger: the attack that scores a benign baseline's triggered samples."""
+    return flags(trigger=backdoor_trigger(wildcards.attack) or None)
+
+
 def invisible_evals(table):
-    """The backdoor-eval artifacts one of the two InvisibleDiffusion tables reads."""
+    """The backdoor-eval artifacts one of the InvisibleDiffusion tables reads."""
     return [f"results/metrics/backdoor/{m}" for m in INV_PLAN.evals(table)]
 
 
@@ -689,8 +716,8 @@ wildcard_constraints:
     set=alternatives(SETS),
     defense=alternatives(DEFENSES),
     prompts="token|class",
-    attack=alternatives([*INV_PLAN.benign, *INV_ATTACKS]),
-    sampler="ddpm|ddim",
+    attack=alternatives([*INV_PLAN.benign, *INV_ATTACKS, *INV_PLAN.baselines]),
+    sampler="ddpm|ddim|ddpm_ordinary|ddim_ordinary",
     variant=r"final|step-\d+",
     table=alternatives(TABLES),
     scored=alternatives(SEDID_PLAN.sets),

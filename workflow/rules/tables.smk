@@ -78,8 +78,9 @@ rule table_invisible:
         profile=PROFILE,
         seed=SEED,
         datasets=words(INV_PLAN.datasets),
+        ordinary=flags(ordinary=list(INV_PLAN.ordinary)),
     shell:
-        "diffsec table-invisible --metrics {input.metrics:q} --datasets {params.datasets} "
+        "diffsec table-invisible --metrics {input.metrics:q} --datasets {params.datasets} {params.ordinary} "
         "--profile {params.profile:q} --seed {params.seed:q} --out {output.csv:q} > {log:q} 2>&1"
 
 
@@ -103,10 +104,36 @@ rule table_invisible_ablation:
         lambdas=words(f"{lam:g}" for lam in INV_PLAN.lambdas),
         snapshots=words([*INV_PLAN.snapshots, INV_PLAN.final_step]),
         base_lam=INV_PLAN.lam,
+        ordinary=flags(ordinary=list(INV_PLAN.ordinary)),
     shell:
         "diffsec table-invisible-ablation --metrics {input.metrics:q} --lambdas {params.lambdas} "
-        "--base-lam {params.base_lam:q} --snapshots {params.snapshots} --profile {params.profile:q} "
-        "--seed {params.seed:q} --out {output.csv:q} > {log:q} 2>&1"
+        "--base-lam {params.base_lam:q} --snapshots {params.snapshots} {params.ordinary} "
+        "--profile {params.profile:q} --seed {params.seed:q} --out {output.csv:q} > {log:q} 2>&1"
+
+
+# issue 19 item 10: ASR of the In-D attack against fine-tuning steps, per fine-tuning variant
+rule table_invisible_take:
+    input:
+        metrics=invisible_evals("invisible_take") if INV_PLAN.take else [],
+        code=code("table-invisible-take"),
+    output:
+        csv="results/tables/invisible_take.csv",
+        md="results/tables/invisible_take.md",
+    log:
+        "logs/table_invisible_take.log",
+    benchmark:
+        "benchmarks/table_invisible_take.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        profile=PROFILE,
+        seed=SEED,
+        variants=flags(variants=INV_PLAN.take),
+        snapshots=words(INV_PLAN.take_snapshots),
+    shell:
+        "diffsec table-invisible-take --metrics {input.metrics:q} {params.variants} "
+        "--snapshots {params.snapshots} --profile {params.profile:q} --seed {params.seed:q} "
+        "--out {output.csv:q} > {log:q} 2>&1"
 
 
 # every paper's headline claims as verdicts over the tables above (src/diffsec/paper/claims.py)

@@ -53,16 +53,19 @@ def mse_to_image(images: np.ndarray, target: np.ndarray) -> float:
 
 @dataclass
 class Sampled:
-    """A backdoor-sample artifact read beside the model it sampled."""
-    clean: np.ndarray                 # uint8 samples from clean noise
+    """A backdoor-sample artifact read beside the model it sampled (or the attack whose noise it used)."""
+    clean: np.ndarray | None          # uint8 samples from clean noise (None: left out)
     sampler: str
     steps: int
+    chain: str = "attacker"           # reverse chain of the triggered set (attacker | ordinary)
     attack: dict | None = None        # the model's attack.json (None: a clean world)
     triggered: np.ndarray | None = None
     target: np.ndarray | None = None  # the model's target reference images
 
 
 def read_sampled(samples: Path, model: Path) -> Sampled:
+    """`model` is the backdoor-train artifact whose attack (attack.json, target.npz) scores the
+    triggered set: the sampled model's own, or the attack whose noise a clean world was sampled from."""
     from diffsec.artifact import read_manifest
     from diffsec.imageset import load_imageset
 
@@ -71,10 +74,14 @@ def read_sampled(samples: Path, model: Path) -> Sampled:
         sampler, steps = m["sampler"], m["steps"]
     except (OSError, ValueError, KeyError, TypeError):
         raise DiffsecError(f"{samples}: not a backdoor-sample artifact (no readable manifest)") from None
-    s = Sampled(load_imageset(samples / "clean.npz")["images"], sampler, steps)
+    clean = samples / "clean.npz"
+    s = Sampled(load_imageset(clean)["images"] if clean.exists() else None, sampler, steps,
+                m.get("chain", "attacker"))
     triggered = samples / "trigger.npz"
     if (model / "attack.json").exists() != triggered.exists():
         raise DiffsecError(f"{samples} and {model} disagree on whether the model is backdoored")
+    if s.clean is None and not triggered.exists():
+        raise DiffsecError(f"{samples}: holds neither clean.npz nor trigger.npz")
     if triggered.exists():
         s.attack = json.loads((model / "attack.json").read_text())
         s.triggered = load_imageset(triggered)["images"]
@@ -108,14 +115,17 @@ def scorer(dataset: str, path: Path, device: str) -> tuple[Callable[[np.ndarray]
 
 def measure(s: Sampled, reference: np.ndarray, backbone, *, k: int, label: str, device: str,
             classify: tuple[Callable[[np.ndarray], np.ndarray], str] | None = None) -> dict:
-    """The row of one sampled model: benign metrics, and for a backdoored one the attack's."""
-    m = {"label": label, "sampler": s.sampler, "sampler_steps": s.steps, "backbone": backbone.name,
-         **benign_metrics(backbone.features, s.clean, reference, k, device)}
+    """The row of one sampled model: benign metrics (where the clean set was sampled), and for
+    triggered samples the attack's."""
+    m = {"label": label, "sampler": s.sampler, "sampler_steps": s.steps, "backbone": backbone.name, "chain": s.chain}
+    if s.clean is not None:
+        m.update(benign_metrics(backbone.features, s.clean, reference, k, device))
     if s.attack is None:
         return m
     a, trig, target = s.attack, s.triggered, s.target
     m.update({"n_trigger": int(len(trig)), "target": a["target"], "method": a["method"], "trigger": a["trigger"],
-              "lam": a["lam"], **a["stealth"]})
+              "lam": a["lam"], "chain_gamma": a.get("chain_gamma"), "chain_kappa": a.get("chain_kappa"),
+              **a["stealth"]})
     if a["one_image"]:
         m["mse"] = mse_to_image(trig, target[0])
         return m

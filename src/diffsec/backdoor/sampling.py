@@ -1,13 +1,25 @@
 """Sampling a (backdoored) pixel DDPM from clean and from triggered noise, in batches that resume.
 
 Benign functionality is measured on samples from x_T ~ N(0, I) with the benign chain; the attack
-on samples from the trigger's x_T (`Attack.x_T`) with the attacker's chain (`Attack.chain`), both
-by `diffusion.sampling.sample` (DDPM: all T ancestral steps; DDIM: eta = 0). All noise comes from
-one CPU generator seeded with the run's seed, drawn batch by batch in a fixed order (the clean
-set, then the triggered one), so a run is the same bytes on any device and batch size of work
-done before a kill. After every `ckpt.every` finished batches the images so far, the recorded
-trajectories and the generator state are checkpointed; a resumed run continues with the next
-batch and ends with the uninterrupted run's bytes.
+on samples from the trigger's x_T (`Attack.x_T`) with one of two reverse chains, both by
+`diffusion.sampling.sample` (DDPM: all T ancestral steps; DDIM: eta = 0):
+
+* `attacker`: the attack's own chain (`Attack.chain`: TrojDiff's shifted chain, our kappa-corrected
+  chain for InvisibleDiffusion without a fixed image);
+* `ordinary`: the benign DDPM / DDIM sampler, unchanged, started from the triggered noise (the
+  InvisibleDiffusion paper's threat model: the user's sampler, the attacker's noise).
+
+The triggered noise comes from the sampled model's own attack, or from another artifact's
+(`trigger`: the unbackdoored world sampled from an attack's noise, the benign baseline). The
+clean set may be left out (`clean=False`) where another run already sampled it.
+
+All noise comes from one CPU generator, drawn batch by batch in a fixed order (the clean set, then
+the triggered one), reseeded at the start of each set (seed for the clean set, seed + 1 for the
+triggered one) so that every run of a model family starts its triggered set from the same x_T
+whatever the chain, model or the clean set's presence; a run is the same bytes on any device and
+batch size of work done before a kill. After every `ckpt.every` finished batches the images so
+far, the recorded trajectories and the generator state are checkpointed; a resumed run continues
+with the next batch and ends with the uninterrupted run's bytes.
 
 A trajectory is x_T and then x after every `max(1, steps // frames)`-th reverse step of the
 first `trajectory` samples of a set's first batch (Fig. 2).
@@ -35,6 +47,12 @@ class SampleConfig:
     trajectory: int   # samples whose trajectories are kept (0: none)
     frames: int       # trajectory snapshots
     seed: int
+    chain: str = "attacker"   # attacker | ordinary: the reverse chain of the triggered set
+    clean: bool = True        # sample the clean set too
+
+
+CHAINS = ("attacker", "ordinary")
+SET_SEED = {"clean": 0, "trigger": 1}   # offset of each set's seed from the run's
 
 
 @dataclass
@@ -46,6 +64,13 @@ class SampleSet:
 def read_attack(model: Path) -> Attack | None:
     """The attack of a backdoor-train artifact; None for a clean world."""
     return load_attack(model)[0] if (model / "attack.json").exists() else None
+
+
+def chain_of(attack: Attack, chain: str):
+    """The reverse chain a triggered set is sampled with (module docstring)."""
+    if chain not in CHAINS:
+        raise ValueError(f"unknown chain {chain!r} ({', '.join(CHAINS)})")
+    return attack.chain() if chain == "attacker" else None
 
 
 def trigger_grid(unet, scheduler, attack: Attack, seed: int, device) -> np.ndarray:
@@ -82,26 +107,31 @@ class _Progress:
 
 def _batch(eps_model, cfg: dict, attack: Attack | None, c: SampleConfig, b: int, first: bool, p: _Progress,
            device, res: int):
+    if first:
+        p.gen.manual_seed(c.seed + SET_SEED["clean" if attack is None else "trigger"])
     from diffsec.imageset import to_uint8
 
     x_T = (torch.randn(b, 3, res, res, generator=p.gen) if attack is None else attack.x_T(b, p.gen))
     T = cfg["num_train_timesteps"]
     keep = max(1, (T if c.sampler == "ddpm" else c.steps) // c.frames) if first and c.trajectory else 0
     x0, frames = sample(eps_model, cfg, x_T.to(device), c.sampler, c.steps, generator=p.gen, progress=False,
-                        trajectory_every=keep, chain=attack.chain() if attack else None)
+                        trajectory_every=keep, chain=chain_of(attack, c.chain) if attack else None)
     traj = torch.stack([x_T[:c.trajectory]] + [f[:c.trajectory] for f in frames]) if keep else None
     return torch.from_numpy(to_uint8(x0)), traj
 
 
 def sample_sets(unet, scheduler, attack: Attack | None, c: SampleConfig, *, ckpt: resume.Checkpoint | None = None,
                 device: torch.device | str = "cpu") -> dict[str, SampleSet]:
-    """'clean' (and, for a backdoored model, 'trigger') samples, batch by batch, resuming from `ckpt`."""
+    """'clean' (unless `c.clean` is off) and, given an attack (the model's or another's trigger),
+    'trigger' samples, batch by batch, resuming from `ckpt`."""
     from tqdm.auto import tqdm
 
     from diffsec.models.ddpm import unet_eps
 
     ckpt = ckpt or resume.disabled()
-    sets = {"clean": None} if attack is None else {"clean": None, "trigger": attack}
+    sets = ({"clean": None} if c.clean else {}) | ({"trigger": attack} if attack is not None else {})
+    if not sets:
+        raise ValueError("nothing to sample: no clean set and no trigger")
     batches = [(name, i) for name in sets for i in range(0, c.n, c.batch_size)]
     p = _Progress(list(sets), c.seed)
     if (state := ckpt.load()) is not None:

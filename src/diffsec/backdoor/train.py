@@ -31,7 +31,7 @@ class BackdoorSpec:
     lam: float          # InvisibleDiffusion's mixing ratio
     gamma: float        # TrojDiff's blend std
     trigger_seed: int   # seed of a fixed noise trigger image
-    box_size: int       # BadDiffusion's box side (px)
+    box_size: int       # BadDiffusion's box side (px), grey_box or box_outline
 
 
 @dataclass
@@ -85,8 +85,10 @@ def trigger_image(spec: BackdoorSpec, res: int, picture: np.ndarray | None) -> t
         return None
     if spec.trigger in triggers.FIXED_NOISE:
         return triggers.noise_image(spec.trigger, (3, res, res), spec.trigger_seed)
-    if spec.trigger == "box":
-        return triggers.box_trigger(res, spec.box_size)
+    if spec.trigger == "grey_box":
+        return triggers.grey_box_trigger(res, spec.box_size)
+    if spec.trigger == "box_outline":
+        return triggers.box_outline_trigger(res, spec.box_size)
     if picture is None:
         raise DiffsecError("the 'mist' trigger needs the MIST picture (the fetch-source mist_target artifact)")
     return triggers.image_trigger(picture, res)

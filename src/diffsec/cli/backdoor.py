@@ -23,8 +23,9 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True)
     g = p.add_argument_group("attack")
     g.add_argument("--method", choices=["invisible", "trojdiff", "baddiffusion"], required=True)
-    g.add_argument("--trigger", choices=["gaussian", "uniform", "poisson", "free", "mist", "box"], required=True,
-                   help="fixed noise image, 'free' (N(0,I) per sample), the MIST picture, or a corner box")
+    g.add_argument("--trigger", choices=["gaussian", "uniform", "poisson", "free", "mist", "grey_box", "box_outline"],
+                   required=True, help="fixed noise image, 'free' (N(0,I) per sample), the MIST picture, "
+                   "BadDiffusion's filled grey corner box (BOX_14) or the earlier white box outline")
     g.add_argument("--target", required=True,
                    help="cifar10:<class> | celeba:<class> | mnist:<digit> | mnist:<digit>:<index>")
     g.add_argument("--lam", type=float, default=0.5, help="InvisibleDiffusion mixing ratio lambda")
@@ -48,9 +49,18 @@ def register(sub) -> None:
 def _register_sample(sub) -> None:
     p = sub.add_parser("backdoor-sample", help="sample a (backdoored) DDPM from clean and triggered noise",
                        description="Draw samples from standard noise (benign functionality) and, for a backdoored "
-                       "model, from triggered noise with the attack's reverse chain, by DDPM (all T ancestral "
-                       "steps) or DDIM (eta 0). Also records a few trajectories.")
+                       "model or with --trigger, from triggered noise with the attack's reverse chain or the "
+                       "ordinary sampler, by DDPM (all T ancestral steps) or DDIM (eta 0). Also records a few "
+                       "trajectories.")
     p.add_argument("--model", type=Path, required=True, help="backdoor-train or train-ddpm artifact")
+    p.add_argument("--trigger", type=Path,
+                   help="backdoor-train artifact whose triggered noise to sample the model from (default: the "
+                   "model's own; given for a clean world, the benign baseline of that attack)")
+    p.add_argument("--chain", choices=["attacker", "ordinary"], default="attacker",
+                   help="reverse chain of the triggered set: the attack's own (kappa-corrected) chain, or the "
+                   "ordinary DDPM / DDIM sampler started from the triggered noise")
+    p.add_argument("--no-clean", action="store_true",
+                   help="leave out the clean set (sampled by the run with the attacker chain / the benign row)")
     p.add_argument("--snapshot", type=int, default=0, help="sample the EMA snapshot of this step (0 = final)")
     p.add_argument("--sampler", choices=["ddpm", "ddim"], required=True)
     p.add_argument("--steps", type=int, default=100, help="DDIM steps (ddpm always runs all T)")
@@ -122,10 +132,24 @@ def run_sample(args: argparse.Namespace) -> None:
     unet, sched = open_artifact(args.model, st.device, args.snapshot)   # a bad --model / --snapshot fails here
     T = sched.config.num_train_timesteps
     _refuse([(args.sampler == "ddim" and args.steps > T, f"--steps {args.steps}: DDIM takes at most T = {T} steps")])
-    cfg = bs.SampleConfig(args.sampler, args.steps, args.n, args.batch_size, args.trajectory, args.frames, args.seed)
-    ckpt = st.checkpoint(args.ckpt_every, model=snapshot_dir(args.model, args.snapshot))
-    sets = bs.sample_sets(unet, sched, bs.read_attack(args.model), cfg, ckpt=ckpt, device=st.device)
+    source = args.trigger or args.model
+    _refuse([(args.trigger is not None and not (args.trigger / "attack.json").is_file(),
+              f"--trigger {args.trigger}: not a backdoor-train artifact (no attack.json)")])
+    attack = bs.read_attack(source)
+    _refuse([(args.no_clean and attack is None, f"--no-clean: {source} has no trigger, so nothing is left to sample"),
+             (attack is not None and tuple(attack.shape) != (unet.config.in_channels, unet.config.sample_size,
+                                                              unet.config.sample_size),
+              f"--trigger {source}: its trigger is {tuple(attack.shape) if attack else ''}, the model samples "
+              f"{unet.config.sample_size} px")])
+    cfg = bs.SampleConfig(args.sampler, args.steps, args.n, args.batch_size, args.trajectory, args.frames, args.seed,
+                          args.chain, not args.no_clean)
+    ckpt = st.checkpoint(args.ckpt_every, model=snapshot_dir(args.model, args.snapshot),
+                         trigger=source / "attack.json" if attack is not None else None,
+                         trigger_image=source / "trigger.safetensors" if attack is not None and attack.phi is not None
+                         else None)
+    sets = bs.sample_sets(unet, sched, attack, cfg, ckpt=ckpt, device=st.device)
     with st.artifact() as art:
         bs.write_samples(sets, art.path)
-        art.extra.update({"n": args.n, "sets": list(sets), "sampler": args.sampler,
+        art.extra.update({"n": args.n, "sets": list(sets), "sampler": args.sampler, "chain": args.chain,
+                          "trigger_source": str(source) if attack is not None else None,
                           "steps": T if args.sampler == "ddpm" else args.steps})

@@ -18,6 +18,9 @@ def register(sub) -> None:
     p.add_argument("--samples", type=Path, required=True, help="backdoor-sample artifact")
     p.add_argument("--model", type=Path, required=True,
                    help="the backdoor-train artifact sampled (or the world, for the benign row)")
+    p.add_argument("--trigger", type=Path,
+                   help="backdoor-train artifact whose attack scores the triggered samples (default: --model; "
+                   "given for a clean world sampled from that attack's noise, the benign baseline)")
     p.add_argument("--reference", type=Path, required=True,
                    help="test npz of the world's dataset, CIFAR-10 or CelebA (benign reference)")
     p.add_argument("--reference-n", type=int, default=0,
@@ -52,19 +55,23 @@ def run(args: argparse.Namespace) -> None:
     for bad, msg in [(args.k < 1, f"--k {args.k}: must be at least 1"),
                      (args.reference_n < 0, f"--reference-n {args.reference_n}: must be >= 0 (0: as many as samples)"),
                      (not args.samples.is_dir(), f"--samples {args.samples}: no such artifact directory"),
-                     (not args.model.is_dir(), f"--model {args.model}: no such artifact directory")]:
+                     (not args.model.is_dir(), f"--model {args.model}: no such artifact directory"),
+                     (args.trigger is not None and not (args.trigger / "attack.json").is_file(),
+                      f"--trigger {args.trigger}: not a backdoor-train artifact (no attack.json)")]:
         if bad:
             raise DiffsecError(msg)
     st = open_stage(args, "backdoor-eval")
     device = str(st.device)
-    s = ev.read_sampled(args.samples, args.model)
-    ref = ev.reference_subset(load_imageset(args.reference), args.reference_n or len(s.clean), args.seed)
+    source = args.trigger or args.model
+    s = ev.read_sampled(args.samples, source)
+    n = len(s.clean) if s.clean is not None else len(s.triggered)
+    ref = ev.reference_subset(load_imageset(args.reference), args.reference_n or n, args.seed)
     backbone = backbone_from_weights(args.backbone, args.backbone_weights, device)
     clf = _classifier(args, s.attack)
     m = ev.measure(s, ref, backbone, k=args.k, label=args.label, device=device,
                    classify=ev.scorer(*clf, device) if clf else None)
     st.add_inputs(samples=args.samples, reference=args.reference,
-                  model=args.model / "attack.json" if s.attack else None)
+                  model=source / "attack.json" if s.attack else None)
     with st.artifact() as art:
         art.file("metrics.json").write_text(json.dumps(m, indent=2, sort_keys=True))
         art.extra["metrics"] = m

@@ -4,10 +4,19 @@ assembled in the library (`diffsec.tables.worlds_cells`, `diffsec.paper.szt`, `d
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from diffsec.paper import invisible, sau, sedid, spd, szt  # table shapes and cells: no heavy imports
 from diffsec.tables import measurements_by_label, read_measurement, worlds_cells, write_table
+
+
+def json_arg(text: str):
+    """argparse type for a JSON value (here, not diffsec.cli.common's: table stages import no model code)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({e.msg})") from None
 
 
 def _table(sub, name: str, func, summary: str, description: str, metrics: str | None = None):
@@ -45,6 +54,8 @@ def register(sub) -> None:
                "<attack>/<sampler>, with the paper's number beside each cell. Datasets not in --datasets (CelebA "
                "on these machines) are listed as not run, with the reason.", "backdoor-eval artifacts")
     p.add_argument("--datasets", nargs="+", default=["cifar10"], choices=list(invisible.DATASETS), help="rows run")
+    p.add_argument("--ordinary", type=json_arg, default=[],
+                   help="JSON list of samplers (ddpm, ddim) with an ordinary-sampler column")
 
     p = _table(sub, "table-invisible-ablation", run_invisible_ablation,
                "InvisibleDiffusion ablations (invisible_ablation.csv)", "Lambda sweep (Fig. 4, DDPM and DDIM), "
@@ -53,6 +64,17 @@ def register(sub) -> None:
     p.add_argument("--lambdas", type=float, nargs="+", required=True, help="lambda values of the sweep")
     p.add_argument("--base-lam", type=float, default=0.5, help="lambda of the base attack's own model")
     p.add_argument("--snapshots", type=int, nargs="+", required=True, help="base attack snapshot steps, final last")
+    p.add_argument("--ordinary", type=json_arg, default=[],
+                   help="JSON list of samplers (ddpm, ddim) whose lambda sweep also runs the ordinary sampler")
+
+    p = _table(sub, "table-invisible-take", run_invisible_take,
+               "InvisibleDiffusion In-D take sweep (invisible_take.csv)",
+               "ASR, A-Prec and benign FID of the In-D attack (W/o Fixed Image, DDIM) at each snapshot step of "
+               "each fine-tuning variant, beside the unbackdoored world on the same noise (0 steps), from "
+               "backdoor-eval artifacts.", "backdoor-eval artifacts")
+    p.add_argument("--variants", type=json_arg, required=True,
+                   help="JSON object: variant name -> its fine-tuning settings (shown in the notes)")
+    p.add_argument("--snapshots", type=int, nargs="+", required=True, help="snapshot steps, the final step last")
 
 
     _table(sub, "table-sedid", run_sedid, "SeDID Tables 1 and 2 and the controls (sedid.csv)",
@@ -134,14 +156,33 @@ def run_szt(args: argparse.Namespace) -> None:
                                 reference), args.out)
 
 
+def _samplers(values) -> list[str]:
+    from diffsec.errors import DiffsecError
+
+    if not isinstance(values, list) or not set(values) <= {"ddpm", "ddim"}:
+        raise DiffsecError(f"--ordinary {values!r}: must be a JSON list of ddpm / ddim")
+    return values
+
+
 def run_invisible(args: argparse.Namespace) -> None:
-    cells = invisible.table_cells(measurements_by_label(args.metrics), args.datasets, args.profile, args.seed)
+    cells = invisible.table_cells(measurements_by_label(args.metrics), args.datasets, args.profile, args.seed,
+                                  _samplers(args.ordinary))
     write_table(cells, args.out)
 
 
 def run_invisible_ablation(args: argparse.Namespace) -> None:
     cells = invisible.ablation_cells(measurements_by_label(args.metrics), args.lambdas, args.base_lam,
-                                     args.snapshots, args.profile, args.seed)
+                                     args.snapshots, args.profile, args.seed, _samplers(args.ordinary))
+    write_table(cells, args.out)
+
+
+def run_invisible_take(args: argparse.Namespace) -> None:
+    from diffsec.errors import DiffsecError
+
+    if not isinstance(args.variants, dict) or not args.variants:
+        raise DiffsecError(f"--variants {args.variants!r}: must be a non-empty JSON object of variants")
+    cells = invisible.take_cells(measurements_by_label(args.metrics), args.variants, args.snapshots, args.profile,
+                                 args.seed)
     write_table(cells, args.out)
 
 

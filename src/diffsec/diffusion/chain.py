@@ -14,8 +14,10 @@ its reverse step is the textbook one in y with the noise estimate gamma * kappa 
 * InvisibleDiffusion without a fixed image: mu = 0, gamma = s = sqrt(2 lambda^2 - 2 lambda + 1)
   (Eq. 10). Its loss (Eq. 15) regresses only the (1 - lambda) eps part of the total noise
   n = lambda phi + (1 - lambda) eps, so the optimal output is E[eps | n] = (1 - lambda) / s^2 n and
-  kappa = s / (1 - lambda) turns it back into n / s. At lambda = 0.5, gamma * kappa = 1: the
-  benign sampler's noise estimate is already right, the reason lambda = 0.5 works best (Fig. 4);
+  kappa = s / (1 - lambda) turns it back into n / s (our derivation; the paper samples with the
+  ordinary sampler). At lambda = 0.5, gamma * kappa = 1: the benign sampler's noise estimate is
+  already right (DDIM's attacker chain is then the ordinary sampler), our hypothesis for why
+  lambda = 0.5 works best in the paper's Fig. 4, which the lambda sweep with and without kappa tests;
 * TrojDiff (blend): mu = (1 - gamma) delta for its trigger image delta, kappa = 1;
 * benign sampling and BadDiffusion (whose sampler is unchanged): mu = 0, gamma = kappa = 1, and
   then the sampler is diffusers' DDPMScheduler / DDIMScheduler step for step, to the bit.

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from diffsec.paper.invisible import baseline_row
 from diffsec.tables import Cell
 
 Z = 1.96
@@ -167,6 +168,8 @@ def _sau(row: str, column: str = "Pixel", metric: str = "removal_accuracy") -> R
     return Ref("sau", row, column, metric)
 
 
+OUTD_FREE = "InvisibleDiffusion Out-D (W/o Fixed Image)"
+IND_FREE = "InvisibleDiffusion In-D (W/o Fixed Image)"
 SINGLE_DEFENSES = ("Regen", "PDMPure", "AdvClean", "JPEG", "T600", "LM")
 STRONG_POISONS = ("ADM+", "SDS+", "EA")
 SPD_EPS = (13, 22, 31, 40)
@@ -184,11 +187,17 @@ CLAIMS: tuple[Claim, ...] = (
           tuple((_szt("Clean", "Nominal"), _szt(p, "Nominal")) for p in STRONG_POISONS)),
     Claim("outd-asr-0.8", "InvisibleDiffusion (000)",
           "the Out-D backdoor without a fixed image (a variance-only trigger) reaches ASR >= 0.8 (DDIM)",
-          ((_inv("InvisibleDiffusion Out-D (W/o Fixed Image)", "DDIM (Table II)"), 0.8),), RATE),
+          ((_inv(OUTD_FREE, "DDIM (Table II)"), 0.8),), RATE),
     Claim("variance-trigger-above-benign", "InvisibleDiffusion (000)",
           "the variance-only trigger's ASR exceeds the benign world's rate on the same noise (DDIM)",
-          ((_inv("InvisibleDiffusion Out-D (W/o Fixed Image)", "DDIM (Table II)"),
-            _inv("Benign", "DDIM (Table II)")),), RATE),
+          ((_inv(OUTD_FREE, "DDIM (Table II)"), _inv(baseline_row(OUTD_FREE), "DDIM (Table II)")),), RATE),
+    Claim("ind-trigger-above-benign", "InvisibleDiffusion (000)",
+          "the In-D variance-only trigger's ASR exceeds the benign world's rate on the same noise (DDIM)",
+          ((_inv(IND_FREE, "DDIM (Table II)"), _inv(baseline_row(IND_FREE), "DDIM (Table II)")),), RATE),
+    Claim("outd-asr-0.8-ordinary-sampler", "InvisibleDiffusion (000)",
+          "the Out-D variance-only trigger reaches ASR >= 0.8 with the ordinary DDIM sampler (the paper's threat "
+          "model: the user's sampler, the attacker's noise)",
+          ((_inv(OUTD_FREE, "DDIM, ordinary sampler"), 0.8),), RATE),
     Claim("outd-fid-within-1", "InvisibleDiffusion (000)",
           "the Out-D backdoor costs at most 1 FID point on benign samples (DDIM)",
           ((_inv("Benign", "DDIM (Table II)", "fid"), _inv("InvisibleDiffusion Out-D (W/o Fixed Image)",
