@@ -24,7 +24,7 @@ rule train_ti:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=ti_flags,
@@ -55,7 +55,7 @@ rule generate_ti:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=flags(**SZT["generate"]),
@@ -143,7 +143,7 @@ rule ssm_ti:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=flags(
