@@ -129,11 +129,14 @@ def slurm_run(cluster, tmp_path_factory, mirror, extra_config, local_run) -> dic
     return {"work": work, "proc": p, "wall": wall, "found": found, "jobs": jobs}
 
 
-def test_slice_completes_through_slurm_with_the_shipped_profile(slurm_run):
+def test_slice_completes_through_slurm_with_the_shipped_profile(slurm_run, local_run):
     p = slurm_run["proc"]
     assert p.returncode == 0, f"rc {p.returncode} after {slurm_run['wall']:.0f} s:\n{p.stderr[-6000:]}"
-    assert "executor: slurm" in p.stderr or "slurm" in p.stderr
-    print(f"slurm slice wall time: {slurm_run['wall']:.1f} s")
+    # every job went to the cluster (one benchmark file per job in the local run), the world's twice
+    jobs = len(list((local_run / "benchmarks").rglob("*.tsv")))
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", p.stderr)
+    assert len(set(submitted)) == jobs + 1 and jobs >= 15, (jobs, submitted)
+    print(f"slurm slice wall time: {slurm_run['wall']:.1f} s, {jobs} jobs")
 
 
 def test_results_equal_the_local_run(slurm_run, local_run):
