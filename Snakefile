@@ -67,7 +67,8 @@ report: "workflow/report/workflow.rst"
 onstart:
     # Warm start on a machine without a GPU: `diffsec` calls fork from one process that has torch,
     # diffusers and transformers imported (diffsec.warm), instead of importing them again (~4 s a job).
-    if config["warm_start"] and GPU == 0:
+    # Never under a cluster executor: a job's stage must run inside its allocation, not on this host.
+    if config["warm_start"] and gpu_per_job() == 0 and workflow.local_exec:
         os.environ[warm.ENV] = warm.start(os.getpid()) or ""
 
 

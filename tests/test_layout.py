@@ -72,3 +72,15 @@ def test_ci_runs_the_readme_test_command():
     commands = [line for line in readme[:30] if line.startswith("python3 -m venv")]
     assert len(commands) == 2, commands
     assert commands[1] in (REPO / ".ci/run").read_text()
+
+
+def test_slurm_profile_dry_run_needs_no_conda_and_no_cluster(tmp_path):
+    """`--workflow-profile workflow/profiles/slurm -n` plans the default target on any machine: no
+    conda (`--sdm conda` is opt-in), no Slurm daemons (the dry run submits nothing)."""
+    env = {**__import__("os").environ, "PATH": f"{tmp_path}:/usr/bin:/bin"}   # no conda on this PATH
+    (tmp_path / "conda").write_text("#!/bin/sh\nexit 97\n")   # a conda that would fail if called
+    (tmp_path / "conda").chmod(0o755)
+    p = subprocess.run([*SNAKEMAKE, "--workflow-profile", str(REPO / "workflow/profiles/slurm"), "-n",
+                        "--directory", str(tmp_path / "w")], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    assert "Job stats" in p.stdout + p.stderr and "conda" not in (p.stdout + p.stderr).lower()

@@ -15,7 +15,10 @@ Writes are atomic (temporary file, then `os.replace`), and only tensors, numbers
 lists/dicts of them are stored, so a checkpoint loads with `torch.load(weights_only=True)`.
 
 Fault injection (tests and the soak check): with `DIFFSEC_KILL_AT_SAVE=n` in the environment, the
-process SIGKILLs itself right after its n-th checkpoint write, as a kill from outside would.
+process SIGKILLs itself right after its n-th checkpoint write, as a kill from outside would. With
+`DIFFSEC_HOLD_AFTER_SAVE=<name>:n`, a fresh (not resumed) run whose checkpoint directory is called
+<name> logs `checkpoint: holding after save n` right after its n-th write and sleeps (up to 10 min),
+so that a test can kill it from outside at a known point, e.g. `scancel` its Slurm job.
 
 Every attempt is recorded in the checkpoint (`start_step`, `seconds`), and `record()` hands that
 history to the final manifest: a resumed run says that it resumed, from which step, and how long
@@ -117,6 +120,10 @@ class Checkpoint:
         self._saves += 1
         if self._saves == int(os.environ.get("DIFFSEC_KILL_AT_SAVE", "0") or 0):
             os.kill(os.getpid(), signal.SIGKILL)
+        name, _, n = os.environ.get("DIFFSEC_HOLD_AFTER_SAVE", "").rpartition(":")
+        if name == self.path.name and n.isdigit() and self._saves == int(n) and not self._history:
+            self.log(f"checkpoint: holding after save {self._saves} (step {step}) until killed")
+            time.sleep(600)
 
     def _attempt(self) -> dict[str, Any]:
         return {"start_step": self.start_step, "seconds": round(time.time() - self._t0, 3)}

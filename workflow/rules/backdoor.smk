@@ -26,7 +26,7 @@ rule backdoor_train:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=backdoor_train_flags,
@@ -50,7 +50,7 @@ rule backdoor_sample:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=backdoor_sample_flags,

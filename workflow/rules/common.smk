@@ -61,17 +61,18 @@ def alternatives(names):
 RUN = flags(seed=SEED, device=config["device"])
 
 
-def _gpu_per_job():
+def gpu_per_job(wildcards=None):
     """What a GPU-capable job declares as `resources: gpu`: 1 where it may get a GPU (Snakemake
     then runs as many at once as `--resources gpu=N` allows; Slurm asks for one), 0 where none can
     be had (device cpu, or auto on a machine without an NVIDIA device), so that on a CPU machine
-    those jobs run side by side, as many as --cores allows, instead of one at a time."""
+    those jobs run side by side, as many as --cores allows, instead of one at a time. Under a
+    cluster executor (Slurm) jobs run on other hosts: 1 unless device is cpu. Config `gpu_jobs`
+    0 / 1 decides instead. A function, evaluated per job: the executor is known only once the DAG
+    is built, after the Snakefile is read."""
     from diffsec.device import gpu_jobs
 
-    return gpu_jobs(config["device"])
-
-
-GPU = _gpu_per_job()
+    cluster = workflow.non_local_exec or workflow.remote_exec
+    return gpu_jobs(config["device"], config["gpu_jobs"], cluster=cluster)
 
 
 def _mirror():

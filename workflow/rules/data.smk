@@ -124,7 +124,7 @@ rule prepare_dreambooth:
         CONDA_ENV
     threads: 1
     resources:
-        gpu=GPU if DATA_CFG["dreambooth"]["masker"] == "sam" else 0,
+        gpu=gpu_per_job if DATA_CFG["dreambooth"]["masker"] == "sam" else 0,
     params:
         run=RUN,
         flags=flags(**DATA_CFG["dreambooth"]),
@@ -154,7 +154,7 @@ rule prepare_szt_concepts:
         CONDA_ENV
     threads: 1
     resources:
-        gpu=GPU if DATA_CFG["dreambooth"]["masker"] == "sam" else 0,
+        gpu=gpu_per_job if DATA_CFG["dreambooth"]["masker"] == "sam" else 0,
     params:
         run=RUN,
         flags=flags(**DATA_CFG["dreambooth"]),

@@ -14,7 +14,7 @@ rule sample_sedid:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=flags(
@@ -42,7 +42,7 @@ rule sedid_score:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=sedid_score_flags,
@@ -66,7 +66,7 @@ rule sedid_eval:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=lambda w: flags(label=w.generated, **SEDID["nn"]),
@@ -173,7 +173,7 @@ rule train_mia_ddpm:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=flags(
@@ -199,7 +199,7 @@ rule mia_score:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=mia_score_flags,
@@ -223,7 +223,7 @@ rule mia_eval:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=lambda w: flags(label=f"mia-{w.variant}", **SEDID["nn"]),

@@ -42,7 +42,7 @@ rule spd_fit:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=spd_fit_flags,
@@ -67,7 +67,7 @@ rule spd_apply:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=spd_apply_flags,
@@ -91,7 +91,7 @@ rule spd_edit:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         # a function: "{class}" in a prompt is no wildcard

@@ -21,7 +21,7 @@ rule sample_ddpm:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=flags(
@@ -51,7 +51,7 @@ rule fid_ddpm_vs_test:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         backbone=backbone_flags,
@@ -77,7 +77,7 @@ rule fid_train_vs_test:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         backbone=backbone_flags,

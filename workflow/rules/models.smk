@@ -52,7 +52,7 @@ rule train_ddpm:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         data=lambda w, input: flags(
@@ -83,7 +83,7 @@ rule train_t2i:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         data=lambda w, input: flags(
@@ -167,7 +167,7 @@ rule train_clip:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=world_flags(WORLDS["clip"]),
@@ -196,7 +196,7 @@ rule train_celeba_classifier:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=world_flags(WORLDS["celeba_classifier"]),

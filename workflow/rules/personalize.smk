@@ -26,7 +26,7 @@ rule train_ti:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=ti_flags,
@@ -57,7 +57,7 @@ rule generate_ti:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=generate_ti_flags,
@@ -174,7 +174,7 @@ rule ssm_ti:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=flags(

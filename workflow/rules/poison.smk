@@ -25,7 +25,7 @@ rule poison_concepts:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=flags(**SZT["poison"]),
@@ -58,7 +58,7 @@ rule purify_set:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         images=lambda w: set_npz(w.set),
@@ -117,7 +117,7 @@ rule figure_loss_per_t:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         sets=named({"clean": CONCEPTS_NPZ, FIG["poison"]: set_npz(FIG["poison"])}),

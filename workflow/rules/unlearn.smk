@@ -53,7 +53,7 @@ rule backdoor_t2i:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         patch=lambda w, input: flags(patch=input.patch or ""),
@@ -85,7 +85,7 @@ rule unlearn_t2i:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         flags=lambda w: flags(
@@ -113,7 +113,7 @@ rule sau_generate:
         CONDA_ENV
     threads: 1
     resources:
-        gpu=GPU,
+        gpu=gpu_per_job,
     params:
         run=RUN,
         unet=lambda w, input: flags(unet=input.unet or ""),
