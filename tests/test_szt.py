@@ -151,9 +151,10 @@ def test_da_targeted_is_a_row_of_the_main_table_but_not_of_its_poison_average():
 
 def test_prompt_form_columns_read_the_class_noun_samples_by_their_label():
     from diffsec.errors import DiffsecError
-    from diffsec.paper.szt import column_source, columns_of, defenses_of, table_cells
+    from diffsec.paper.szt import column_source, column_spec, columns_of, defenses_of, table_cells
 
     assert column_source("lm") == ("lm", "token") and column_source("lm/class") == ("lm", "class")
+    assert all(column_source(column_spec(d, f)) == (d, f) for d in ("lm", "nominal") for f in ("token", "class"))
     with pytest.raises(DiffsecError, match="prompt form 'caption'"):
         column_source("lm/caption")
     assert ("nominal", "class") in columns_of("szt_prompts") and ("nominal", "token") in columns_of("szt_prompts")
@@ -178,7 +179,13 @@ def test_reference_levels_match_a_direct_computation():
     """Floor: seeded same-class (or class-balanced) draws vs the references; ceiling: each photo
     against the concept's others; both also after centring on the concept set's mean feature."""
     from diffsec.paper.szt import reference_cells
-    from diffsec.personalize.evaluate import centre_of, floor_indices, held_out_cosine, reference_levels
+    from diffsec.personalize.evaluate import (
+        balanced_indices,
+        centre_of,
+        floor_indices,
+        held_out_cosine,
+        reference_levels,
+    )
 
     rng = np.random.default_rng(3)
     clean = {"images": rng.integers(0, 256, (7, 8, 8, 3), dtype=np.uint8),
@@ -187,7 +194,8 @@ def test_reference_levels_match_a_direct_computation():
     others = {"images": rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8), "labels": np.arange(40) % 2}
     bb = MeanColour()
     mu = centre_of(others, names, bb, 10, 0)
-    idx = floor_indices(others["labels"], names, "", 10, 0)   # 5 + 5, class-balanced
+    idx = balanced_indices(others["labels"], 2, 10, 0)   # 5 + 5
+    np.testing.assert_array_equal(idx, floor_indices(others["labels"], names, "teapot", 10, 0))
     assert np.bincount(others["labels"][idx]).tolist() == [5, 5]
     np.testing.assert_allclose(mu, bb.features(others["images"][idx]).mean(0))
     out = reference_levels(clean, others, names, bb, mu, n=6, seed=1)

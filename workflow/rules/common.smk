@@ -7,7 +7,7 @@ import shlex
 
 from diffsec.codedeps import stage_code
 from diffsec.paper import invisible as INV_SHAPE
-from diffsec.paper.szt import TABLES, columns_of, defenses_of
+from diffsec.paper.szt import TABLES, column_spec, columns_of, defenses_of
 from diffsec.plan.sau import (
     DEFAULT as SAU_DEFAULT,
     DETECTOR as SAU_DETECTOR,
@@ -228,9 +228,8 @@ def generate_ti_flags(wildcards):
 
 
 def szt_label(wildcards):
-    """A table column's name for these samples: the defense, and the form unless token."""
-    d, p = wildcards.defense, wildcards.prompts
-    return d if p == "token" else "/".join((d, p))
+    """The table column spec these samples fill (diffsec.paper.szt.column_spec)."""
+    return column_spec(wildcards.defense, wildcards.prompts)
 
 
 def szt_table_metrics(wildcards):

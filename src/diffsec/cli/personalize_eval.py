@@ -8,6 +8,13 @@ from pathlib import Path
 from diffsec.cli.common import add_common, open_stage
 
 
+def _similarity_backbone(group) -> None:
+    """--backbone / --backbone-weights: the DINO-style similarity's feature extractor (both stages
+    must name the same one: eval-ti's --centre comes from eval-ti-reference's)."""
+    group.add_argument("--backbone", default="resnet56-cifar10", help="similarity backbone (paper: dinov2)")
+    group.add_argument("--backbone-weights", default="", help="its weights (file, dir or hub id)")
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "eval-ti", help="SZT metrics of textual-inversion samples (per run, per training set)",
@@ -24,8 +31,7 @@ def register(sub) -> None:
     p.add_argument("--label", default="", help="name of the defense, stored in metrics.json")
     p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
     g = p.add_argument_group("backbones (registry names; the tables record them)")
-    g.add_argument("--backbone", default="resnet56-cifar10", help="similarity backbone (paper: dinov2)")
-    g.add_argument("--backbone-weights", default="", help="its weights (file, dir or hub id)")
+    _similarity_backbone(g)
     g.add_argument("--fid-backbone", default="", help="FID backbone (default: the similarity backbone)")
     g.add_argument("--fid-weights", default="")
     g.add_argument("--clip-backbone", default="clip-tiny", help="CLIP model for the CLIP score")
@@ -36,8 +42,9 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "eval-ti-reference", help="floor and ceiling of the SZT similarity metric on real photos",
-        description="Per concept, the DINO-style similarity (raw, and centred on the concept set's mean feature) "
-        "of two real image sets to the concept's CLEAN photos: a floor (--n images of the concept's class from a "
+        description="Per concept, the DINO-style similarity (raw, and centred on the mean feature of --centre-n "
+        "class-balanced images of --others, saved as centre.npy for eval-ti) of two real image sets to the "
+        "concept's CLEAN photos: a floor (--n images of the concept's class from a "
         "labelled set such as CIFAR-10 test; class-balanced over all its classes when the class is not one of "
         "them) and a ceiling (each photo held out against the concept's others). Writes metrics.json.")
     p.add_argument("--clean", type=Path, required=True, help="the clean concept image set (concept, class_name)")
@@ -46,9 +53,7 @@ def register(sub) -> None:
     p.add_argument("--centre-n", type=int, default=1000,
                    help="class-balanced images of --others whose mean feature centres dino_centred (default 1000)")
     p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
-    g = p.add_argument_group("backbone (a registry name; the tables record it)")
-    g.add_argument("--backbone", default="resnet56-cifar10", help="similarity backbone (paper: dinov2)")
-    g.add_argument("--backbone-weights", default="", help="its weights (file, dir or hub id)")
+    _similarity_backbone(p.add_argument_group("backbone (a registry name; the tables record it)"))
     add_common(p)
     p.set_defaults(func=run_reference)
 

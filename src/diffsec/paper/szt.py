@@ -83,6 +83,11 @@ def column_source(spec: str) -> tuple[str, str]:
 PAPER_TABLES = [t for t, shape in TABLES.items() if not shape["source"].startswith("ours")]
 
 
+def column_spec(defense: str, form: str) -> str:
+    """The inverse of `column_source`: how eval-ti labels (defense, prompt form)'s samples."""
+    return defense if form == "token" else f"{defense}/{form}"
+
+
 def defenses_of(table: str) -> list[str]:
     return list(dict.fromkeys(column_source(c)[0] for c in TABLES[table]["columns"].values()))
 

@@ -130,27 +130,33 @@ def held_out_cosine(feats) -> float:
     return float((c.sum() - np.trace(c)) / (k * (k - 1)))
 
 
-def floor_indices(labels: np.ndarray, names: list[str], class_name: str, n: int, seed: int) -> np.ndarray:
-    """n rows of a labelled set: of `class_name` if it is one of `names`, else class-balanced
-    over all of them; a seeded draw without replacement, in index order."""
+def balanced_indices(labels: np.ndarray, k: int, n: int, seed: int) -> np.ndarray:
+    """n rows spread evenly over classes 0..k-1 (the first n % k classes one more), a seeded draw
+    without replacement, in index order."""
     rng = np.random.default_rng(seed)
-    if class_name in names:
-        pool = np.flatnonzero(labels == names.index(class_name))
-        if len(pool) < n:
-            raise DiffsecError(f"floor: {len(pool)} images of class {class_name!r}, need {n}")
-        return np.sort(rng.choice(pool, n, replace=False))
-    per = [np.flatnonzero(labels == k) for k in range(len(names))]
-    take = [n // len(names) + (k < n % len(names)) for k in range(len(names))]
+    per = [np.flatnonzero(labels == c) for c in range(k)]
+    take = [n // k + (c < n % k) for c in range(k)]
     if any(len(p) < t for p, t in zip(per, take, strict=True)):
         raise DiffsecError(f"floor: too few images per class for {n} class-balanced draws")
     return np.sort(np.concatenate([rng.choice(p, t, replace=False) for p, t in zip(per, take, strict=True)]))
+
+
+def floor_indices(labels: np.ndarray, names: list[str], class_name: str, n: int, seed: int) -> np.ndarray:
+    """n rows of a labelled set: of `class_name` if it is one of `names`, else class-balanced
+    over all of them; a seeded draw without replacement, in index order."""
+    if class_name not in names:
+        return balanced_indices(labels, len(names), n, seed)
+    pool = np.flatnonzero(labels == names.index(class_name))
+    if len(pool) < n:
+        raise DiffsecError(f"floor: {len(pool)} images of class {class_name!r}, need {n}")
+    return np.sort(np.random.default_rng(seed).choice(pool, n, replace=False))
 
 
 def centre_of(others: dict, other_names: list[str], backbone, n: int, seed: int) -> np.ndarray:
     """mu: the mean feature of n class-balanced images of a labelled set (every class if n is
     not smaller than the set)."""
     labels = np.asarray(others["labels"])
-    idx = np.arange(len(labels)) if n >= len(labels) else floor_indices(labels, other_names, "", n, seed)
+    idx = np.arange(len(labels)) if n >= len(labels) else balanced_indices(labels, len(other_names), n, seed)
     return backbone.features(others["images"][idx]).mean(0)
 
 
