@@ -87,6 +87,15 @@ def render_markdown(cells: list[Cell]) -> str:
     return "\n".join(out)
 
 
+def cell_number(text) -> float | None:
+    """A table field read back as a number: None for an empty, non-numeric or NaN field."""
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
 def read_table(csv_path: str | os.PathLike) -> list[dict[str, str]]:
     with open(csv_path, newline="") as f:
         return list(csv.DictReader(f))

@@ -16,20 +16,11 @@ whether our numbers order the cells as theirs do.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
-from diffsec.tables import Cell
+from diffsec.tables import Cell, cell_number
 
 MIN_CELLS = 5
-
-
-def _num(text: str) -> float | None:
-    try:
-        v = float(text)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def derived(row: str) -> bool:
@@ -40,7 +31,7 @@ def measured_pairs(rows: list[dict[str, str]]) -> dict[tuple[str, str, str], lis
     """{(table, metric, backbone): [(ours, paper), ...]} over measured, non-derived cells."""
     groups = defaultdict(list)
     for r in rows:
-        ours, paper = _num(r.get("value", "")), _num(r.get("paper_value", ""))
+        ours, paper = cell_number(r.get("value", "")), cell_number(r.get("paper_value", ""))
         if ours is None or paper is None or derived(r["row"]):
             continue
         groups[(r["table"], r["metric"], r["backbone"])].append((ours, paper))

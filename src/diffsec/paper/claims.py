@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 
 from diffsec.paper.invisible import baseline_row
-from diffsec.tables import Cell
+from diffsec.tables import Cell, cell_number
 
 Z = 1.96
 RATE, AUC, NONE = "rate", "auc", "none"   # sampling models of a pair's cells
@@ -64,21 +64,13 @@ class Verdict:
     why: str = ""
 
 
-def _num(text) -> float | None:
-    try:
-        v = float(text)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
-
-
 def index(rows: list[dict[str, str]]) -> dict[tuple[str, str, str, str], dict[str, str]]:
     """{(table, row, column, metric): CSV row} over the rows of any number of tables; where several
     backbones share coordinates, the one with a value wins (the first such)."""
     out: dict[tuple[str, str, str, str], dict[str, str]] = {}
     for r in rows:
         key = (r["table"], r["row"], r["column"], r["metric"])
-        if key not in out or (_num(out[key]["value"]) is None and _num(r["value"]) is not None):
+        if key not in out or (cell_number(out[key]["value"]) is None and cell_number(r["value"]) is not None):
             out[key] = r
     return out
 
@@ -102,7 +94,7 @@ def _side(ref: Ref | float, cells, field: str) -> tuple[float | None, int | None
     r = cells.get((ref.table, ref.row, ref.column, ref.metric))
     if r is None:
         return None, None
-    return _num(r[field]), int(_num(r.get("n_samples")) or 0) or None
+    return cell_number(r[field]), int(cell_number(r.get("n_samples")) or 0) or None
 
 
 def _se(model: str, a: float, na: int | None, b: float, nb: int | None, b_is_bar: bool) -> float | None:
