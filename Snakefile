@@ -89,14 +89,9 @@ rule all:
     default_target: True
     input:
         "results/tables/worlds.csv",
-        expand("results/tables/{table}.csv", table=TABLES),
-        "results/tables/invisible_diffusion.csv",
-        "results/tables/invisible_ablation.csv",
+        PAPER_TABLE_FILES,
         ["results/tables/invisible_take.csv"] if INV_PLAN.take else [],
-        "results/tables/sedid.csv",
         "results/tables/sedid_mia.csv",
-        "results/tables/spd.csv",
-        "results/tables/sau.csv",
         "results/tables/claims.csv",
         "results/tables/agreement.csv",
         "results/data/dreambooth",
