@@ -23,6 +23,7 @@ from diffsec.costs import (
     per_step,
     totals,
 )
+from diffsec.errors import DiffsecError
 
 DRY = """\
 Building DAG of jobs...
@@ -95,6 +96,18 @@ def test_ti_estimate_is_steps_times_the_batched_step():
     big = estimate_gpu(job, "float32")
     assert big.gpu_s == pytest.approx(100 * (0.638 + (0.638 - 0.336) * (30 - 16) / 8))
     assert big.gpu_gib == pytest.approx(27.6 + (27.6 - 15.8) * (30 - 16) / 8)
+
+
+def test_ti_estimate_follows_the_jobs_own_dtype_unless_overridden():
+    job = parse_dry_run(DRY)[0]                    # 6 runs, 100 steps, no --dtype: float32
+    assert estimate_gpu(job).gpu_s == pytest.approx(estimate_gpu(job, "float32").gpu_s)
+    job.flags["dtype"] = ["float16"]               # as the paper profile's szt.ti.dtype writes it
+    own = estimate_gpu(job)
+    assert own.gpu_s == pytest.approx(100 * (0.099 + (0.109 - 0.099) * 2 / 4)) and "float16" in own.basis
+    assert estimate_gpu(job, "float32").gpu_gib == pytest.approx(11.6 + (15.8 - 11.6) * 2 / 4)
+    job.flags["dtype"] = ["int8"]
+    with pytest.raises(DiffsecError, match="int8"):
+        estimate_gpu(job)
 
 
 def test_sampling_and_training_estimates():

@@ -132,6 +132,30 @@ def test_batched_equals_solo_across_defenses(model_dir):
     assert len({round(v[0], 6) for v in batch.losses}) == len(mixed)
 
 
+def test_lower_precision_frozen_model_tracks_float32_and_keeps_learned_rows_float32(model_dir):
+    """--dtype bfloat16 (float16's CPU stand-in: same code path) casts only the VAE and UNet: the
+    learned rows, AdamW and the losses stay float32, and a few steps land near the float32 run."""
+    from diffsec.errors import DiffsecError
+    from diffsec.personalize.textual_inversion import BatchedTextualInversion, TIConfig
+
+    runs = [run("a", "nominal", "uniform", 1), run("b", "lm", "high:600", 2)]
+    ref = train(model_dir, runs, 3)
+    low = BatchedTextualInversion(load(model_dir), runs, TIConfig(3, **OPT, dtype="bfloat16"))
+    for _ in range(3):
+        low.step()
+    assert low.unet.dtype == low.vae.dtype == torch.bfloat16
+    assert low.text.dtype == low.table.extra.dtype == torch.float32
+    assert low.cfg.describe()["frozen_dtype"] == "bfloat16"
+    # bfloat16 keeps 8 bits of mantissa: the losses agree to ~1e-2, the rows (after 3 Adam steps of
+    # ~lr each from the same start) to a small fraction of how far they moved
+    np.testing.assert_allclose(np.array(low.losses), np.array(ref.losses), rtol=5e-2, atol=1e-3)
+    for name, e in ref.embeddings().items():
+        moved = (e - ref.init[[r.name for r in runs].index(name)]).abs().max()
+        assert (low.embeddings()[name] - e).abs().max() < moved
+    with pytest.raises(DiffsecError, match="dtype 'int8'"):
+        TIConfig(3, **OPT, dtype="int8")
+
+
 def test_step_descends(model_dir):
     from diffsec.personalize.textual_inversion import BatchedTextualInversion, TIConfig
 

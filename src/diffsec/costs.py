@@ -11,8 +11,8 @@ measured batches, extrapolated linearly past the largest from its last two point
 
 * `train_ti` (batched textual inversion on SD 1.5 at 512 px; `bench-ti`): a job trains
   R = sets x concepts runs together for S steps: batched S * t_TI(R); one run at a time
-  R * S * t_TI(1). t_TI is the float32 row (the DAG's train-ti keeps the model in float32) unless
-  another dtype is asked for. GPU memory: the table's peak at R, interpolated the same way.
+  R * S * t_TI(1). t_TI is the row of the job's `--dtype` (float32 when it has none; cost-plan's
+  `--ti-dtype` overrides every job's). GPU memory: the table's peak at R, interpolated the same way.
 * DDPM sampling (`sample_ddpm`, `sample_sedid`, `backdoor_sample`; `bench-sampling` of the
   `ddpm-cifar10-32` shape): n images, T reverse steps (1000 for DDPM, --steps for DDIM), batch b:
   batched ceil(n / b) * T * t_DDPM(b); one image at a time n * T * t_DDPM(1).
@@ -146,11 +146,15 @@ def _pixels_factor(job: Job) -> tuple[float, int]:
     return (res / 32) ** 2, int(res)
 
 
-def estimate_gpu(job: Job, ti_dtype: str = "float32") -> Estimate:
-    """The GPU seconds of one job (see the module docstring), or an Estimate saying why not."""
+def estimate_gpu(job: Job, ti_dtype: str | None = None) -> Estimate:
+    """The GPU seconds of one job (see the module docstring), or an Estimate saying why not.
+    ti_dtype: the TI row to use for every train_ti job (None: the job's own --dtype)."""
     e = Estimate(job)
     f = job.flags
     if job.rule == "train_ti":
+        ti_dtype = ti_dtype or f.get("dtype", ["float32"])[0]
+        if ti_dtype not in TI_H100:
+            raise DiffsecError(f"train_ti dtype {ti_dtype!r}: measured for {', '.join(TI_H100)}")
         table = TI_H100[ti_dtype]
         runs = len(f.get("sets", [])) * (len(f["concepts"]) if f.get("concepts") else ALL_CONCEPTS)
         steps = _one(f, "steps", 5000)
@@ -204,8 +208,8 @@ def read_benchmark(path: Path) -> dict[str, float] | None:
     return {k: num(v) for k, v in recs[-1].items()}
 
 
-def estimate(jobs: list[Job], benchmarks: Path | None = None, ti_dtype: str = "float32") -> list[Estimate]:
-    if ti_dtype not in TI_H100:
+def estimate(jobs: list[Job], benchmarks: Path | None = None, ti_dtype: str | None = None) -> list[Estimate]:
+    if ti_dtype is not None and ti_dtype not in TI_H100:
         raise DiffsecError(f"--ti-dtype {ti_dtype!r}: measured for {', '.join(TI_H100)}")
     out = []
     for job in jobs:

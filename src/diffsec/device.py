@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 
 KINDS = ("cpu", "cuda", "mps")
+DTYPES = ("float32", "float16", "bfloat16")   # model dtypes a stage may be asked for (--dtype)
 
 
 def pick_device(requested: str = "auto") -> torch.device:

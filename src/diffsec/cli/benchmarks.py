@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from diffsec.device import DTYPES
+
 
 def _bench(sub, name: str, func, summary: str, description: str, model: str):
     """A throughput benchmark's parser: --model, --json, --device, --threads."""
@@ -36,7 +38,7 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=20, help="timed steps per R (after 3 warm-up steps)")
     p.add_argument("--resolution", type=int, default=0, help="resize the concept images to this size "
                    "(512 for SD 1.5); 0 = as prepared")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="dtype of the frozen VAE and UNet (the text encoder stays float32)")
     p.add_argument("--workdir", type=Path, default=Path("results/bench/sd15-shape"),
                    help="where --model sd15-shape is saved once and reloaded for every R")

@@ -28,8 +28,9 @@ def register(sub) -> None:
     p.add_argument("--benchmarks", type=Path, default=Path("benchmarks"),
                    help="benchmark files of an earlier run (CPU-hours, peak RSS); missing = none")
     p.add_argument("--targets", nargs="*", default=[], help="snakemake targets (default: the default target)")
-    p.add_argument("--ti-dtype", default="float32", help="dtype of the TI model's frozen parts: float32 (as the "
-                   "DAG runs), float16 or bfloat16 (the rows of README Benchmarks)")
+    p.add_argument("--ti-dtype", default=None, help="price every train_ti job at this dtype of the TI model's "
+                   "frozen parts: float32, float16 or bfloat16 (the rows of README Benchmarks); default: each "
+                   "job's own --dtype (szt.ti.dtype), float32 where it has none")
     p.add_argument("--dry-run-output", type=Path, default=None,
                    help="read this saved `snakemake -n -p` output instead of running snakemake")
     p.set_defaults(func=run)
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> None:
     groups = rule_groups(args.snakefile.resolve().parent / "workflow/rules")
     bench = args.benchmarks if args.benchmarks.is_dir() else None
     rows = by_rule(estimate(jobs, bench, args.ti_dtype), groups)
-    print(f"{len(jobs)} jobs; benchmark files: {bench or 'none'}; TI dtype {args.ti_dtype}; "
+    dtype = args.ti_dtype or "each job's --dtype"
+    print(f"{len(jobs)} jobs; benchmark files: {bench or 'none'}; TI dtype {dtype}; "
           "n/e = GPU rule without a paper-scale measurement (not in the totals)\n")
     print(markdown(rows, totals(rows)))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from diffsec.device import DTYPES
 from diffsec.errors import DiffsecError
 from diffsec.personalize.optim import RowAdamW
 from diffsec.personalize.runs import TIRun
@@ -54,15 +55,18 @@ class TIConfig:
     steps: int
     lr: float
     weight_decay: float
+    dtype: str = "float32"   # the frozen VAE and UNet's (DTYPES)
 
     def __post_init__(self):
         if int(self.steps) < 1 or not self.lr > 0 or not self.weight_decay >= 0:
             raise DiffsecError(f"textual inversion: need steps >= 1, lr > 0 and weight decay >= 0 (got "
                                f"steps {self.steps}, lr {self.lr:g}, weight decay {self.weight_decay:g})")
+        if self.dtype not in DTYPES:
+            raise DiffsecError(f"textual inversion: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
 
     def describe(self) -> dict:
         return {"kind": "AdamW, per run", "lr": self.lr, "betas": list(ADAM_BETAS), "eps": ADAM_EPS,
-                "weight_decay": self.weight_decay, "schedule": "constant"}
+                "weight_decay": self.weight_decay, "schedule": "constant", "frozen_dtype": self.dtype}
 
 
 class _Record:
@@ -84,8 +88,9 @@ class BatchedTextualInversion:
         if not runs:
             raise DiffsecError("no runs to train")
         self.runs, self.cfg, self.device = runs, cfg, torch.device(device)
-        self.vae, self.unet, self.text = (m.to(self.device).eval().requires_grad_(False)
-                                          for m in (pipe.vae, pipe.unet, pipe.text_encoder))
+        frozen = getattr(torch, cfg.dtype)
+        self.vae, self.unet = (m.to(self.device, frozen).eval().requires_grad_(False) for m in (pipe.vae, pipe.unet))
+        self.text = pipe.text_encoder.to(self.device).eval().requires_grad_(False)
         self.tokenizer = pipe.tokenizer
         # The training noise schedule, whatever sampler the pipeline ships with (as the example).
         self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
