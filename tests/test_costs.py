@@ -173,3 +173,29 @@ def test_cost_plan_errors_are_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and ("no jobs" in err[0] or "int8" in err[0]), err
     assert set(TI_H100) == {"float16", "bfloat16", "float32"}
+
+
+def test_manifest_rows_sum_wall_and_cpu_and_take_the_largest_peak(tmp_path, capsys):
+    """`diffsec benchmarks --manifests`: per stage, job count, largest peak RSS, summed CPU seconds;
+    a manifest without `resources` (older stages) counts as a job with unknown memory and CPU."""
+    import json
+
+    def write(path, stage, wall, rss=None, cpu=None):
+        (tmp_path / path).mkdir(parents=True)
+        m = {"stage": stage, "wall_time_s": wall}
+        if rss is not None:
+            m["resources"] = {"peak_rss_mib": rss, "cpu_s": cpu, "warm_start": True}
+        (tmp_path / path / "manifest.json").write_text(json.dumps(m))
+
+    write("personalize/ti/a", "train-ti", 100.0, 900.5, 95.0)
+    write("personalize/ti/b", "train-ti", 50.0, 1200.0, 48.5)
+    write("personalize/gen/a", "generate-ti", 30.0)
+    (tmp_path / "personalize/gen/a/sub").mkdir()
+    (tmp_path / "personalize/gen/a/sub/manifest.json").write_text("[1, 2]")   # not a stage's: skipped
+    assert main(["benchmarks", "--manifests", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "| train-ti | 2 | 1200 | 143.5 |"                   # most CPU first
+    assert out[3] == "| generate-ti | 1 | nan | nan |"                  # unknown, not 0
+    assert out[-1] == "| **total** | 3 | 1200 | nan |"
+    assert main(["benchmarks", "--manifests", str(tmp_path / "personalize/ti/a/none")]) == 2
+    assert "error: no artifact manifests under" in capsys.readouterr().err

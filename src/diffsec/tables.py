@@ -166,6 +166,42 @@ def benchmarks_markdown(rows: list[tuple[str, float, float, float]]) -> str:
     return markdown_table(["job", "wall (s)", "peak RSS (MiB)", "mean CPU load (%)"], cells, "lrrr")
 
 
+def manifest_rows(directory: str | os.PathLike) -> list[tuple[str, int, float, float]]:
+    """(stage, jobs, largest peak RSS MiB, summed CPU s) over every artifact manifest under
+    `directory`. A stage writes its own peak RSS and CPU time (artifact._resources), which is the
+    measurement to read under warm start, where Snakemake's benchmark sees only the thin client
+    (NaN for manifests written before stages recorded them). Wall time stays the benchmark files'
+    (the client waits for its stage); a manifest's wall_time_s covers only the artifact's writing."""
+    from diffsec.artifact import MANIFEST
+
+    acc: dict[str, list[float]] = {}
+    for f in sorted(Path(directory).rglob(MANIFEST)):
+        try:
+            m = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(m, dict) or "stage" not in m:
+            continue
+        res = m.get("resources") or {}
+        a = acc.setdefault(m["stage"], [0, float("nan"), 0.0])
+        a[0] += 1
+        a[1] = max((v for v in (a[1], float(res.get("peak_rss_mib", "nan"))) if not math.isnan(v)),
+                   default=float("nan"))
+        a[2] += float(res.get("cpu_s", "nan"))
+    if not acc:
+        raise DiffsecError(f"no artifact manifests under {directory}")
+    return [(stage, int(a[0]), a[1], a[2]) for stage, a in acc.items()]
+
+
+def manifests_markdown(rows: list[tuple[str, int, float, float]]) -> str:
+    """`manifest_rows` as a Markdown table, most CPU time first, with the totals."""
+    rows = sorted(rows, key=lambda t: -t[3] if not math.isnan(t[3]) else 0.0)
+    cells = [[stage, str(n), f"{rss:.0f}", f"{cpu:.1f}"] for stage, n, rss, cpu in rows]
+    cells.append(["**total**", str(sum(t[1] for t in rows)), f"{max(t[2] for t in rows):.0f}",
+                  f"{sum(t[3] for t in rows):.1f}"])
+    return markdown_table(["stage", "jobs", "peak RSS (MiB)", "CPU (s)"], cells, "lrrr")
+
+
 def ti_throughput_markdown(rows: list[dict]) -> str:
     """Batched textual-inversion throughput rows (personalize.bench) as a Markdown table."""
     mem = any("peak_gib" in r for r in rows)
