@@ -367,13 +367,16 @@ def test_dvc_push_clone_pull_restores_results(smoke_dir, mirror, tmp_path):
 
 # ---- Fault injection through Snakemake (last in this file: these rewrite a few finished artifacts
 # with other checkpoint settings, so later dry runs would plan their dependents again). ----
-# rule -> (target, config that makes the job save checkpoints mid-run, how many it saves)
+# rule -> (target, config that makes the job save checkpoints mid-run, how many it saves, whether
+# that config leaves the result's bytes alone: a checkpoint period is bookkeeping, so the resumed
+# run must equal the smoke run's own, checkpoint-free artifact; a batch size may change float order,
+# so those are compared with an uninterrupted run at the same batch size)
 FAULTS = {
-    "train_ddpm": ("results/models/ddpm-cifar10", "worlds:\n  ddpm:\n    ckpt_every: 5\n", 3),
-    "poison_concepts": ("results/poison/adm+", "szt:\n  poison:\n    batch_size: 1\n", 1),
-    "train_ti": ("results/personalize/ti/nominal", "szt:\n  ti:\n    ckpt_every: 1\n", 2),
+    "train_ddpm": ("results/models/ddpm-cifar10", "worlds:\n  ddpm:\n    ckpt_every: 5\n", 3, True),
+    "poison_concepts": ("results/poison/adm+", "szt:\n  poison:\n    batch_size: 1\n", 1, False),
+    "train_ti": ("results/personalize/ti/nominal", "szt:\n  ti:\n    ckpt_every: 1\n", 2, True),
     "backdoor_sample": ("results/backdoor/samples/id_outd_free/ddim/final",
-                        "invisible:\n  sample:\n    batch_size: 4\n", 1),
+                        "invisible:\n  sample:\n    batch_size: 4\n", 1, False),
 }
 
 
@@ -395,12 +398,13 @@ def test_killed_job_resumes_to_the_bytes_of_an_uninterrupted_run(smoke_dir, mirr
     uninterrupted run's byte for byte and its manifest records the resume."""
     import random
 
-    target, yaml_text, saves = FAULTS[rule]
+    target, yaml_text, saves, bookkeeping = FAULTS[rule]
     config = tmp_path / "ckpt.yaml"
     config.write_text(yaml_text)
     kill_at = random.randint(1, saves)
-    killed = _force(smoke_dir, mirror, rule, target, config, kill_at=kill_at)
     out = smoke_dir / target
+    smoke_bytes = _files(out)
+    killed = _force(smoke_dir, mirror, rule, target, config, kill_at=kill_at)
     assert killed.returncode != 0 and not out.exists(), (kill_at, killed.stdout[-1500:])
     assert (out.parent / f"{out.name}.ckpt").is_dir(), kill_at
     _force(smoke_dir, mirror, rule, target, config)
@@ -408,14 +412,16 @@ def test_killed_job_resumes_to_the_bytes_of_an_uninterrupted_run(smoke_dir, mirr
     record = json.loads((out / "manifest.json").read_text())["resume"]
     assert record["resumed"] and len(record["attempts"]) == 2 and record["attempts"][1]["start_step"] > 0, record
     assert not (out.parent / f"{out.name}.ckpt").exists()
-    _force(smoke_dir, mirror, rule, target, config)
-    assert _files(out) == resumed, f"{rule}: a run killed at save {kill_at} and resumed differs"
+    if not bookkeeping:
+        _force(smoke_dir, mirror, rule, target, config)
+        smoke_bytes = _files(out)
+    assert resumed == smoke_bytes, f"{rule}: a run killed at save {kill_at} and resumed differs"
 
 
 def test_killed_job_rerun_with_another_setting_starts_fresh(smoke_dir, mirror, tmp_path):
     """Kill train_ddpm mid-run, change its learning rate, rerun: the old checkpoint is discarded (the
     log says so) and the world equals an uninterrupted run with the new rate."""
-    target, yaml_text, saves = FAULTS["train_ddpm"]
+    target, yaml_text, saves, _ = FAULTS["train_ddpm"]
     config, changed = tmp_path / "ckpt.yaml", tmp_path / "changed.yaml"
     config.write_text(yaml_text)
     changed.write_text(yaml_text + "    lr: 0.002\n")
