@@ -52,6 +52,25 @@ def test_a_missing_or_empty_cell_is_not_run():
     assert all(c.value == "" for c in cells) and cells[0].note.startswith("not run: a > b")
 
 
+def test_mean_claims_use_the_cells_own_standard_errors():
+    """MEAN: se^2 = seA^2 + seB^2 from the table's `se` column; a bar adds nothing; a cell without
+    se gives no interval (the sign decides)."""
+    from diffsec.paper.claims import MEAN, index
+
+    rows = [{"table": "t", "row": r, "column": "c", "metric": "dino", "value": v, "paper_value": "",
+             "n_samples": "75", "se": se} for r, v, se in (("a", "0.70", "0.01"), ("b", "0.67", "0.02"),
+                                                            ("c", "0.60", "0.01"), ("d", "0.50", ""))]
+    cells = index(rows)
+    a, b, c, d = (Ref("t", r, "c", "dino") for r in "abcd")
+    close = evaluate(Claim("close", "P", "a > b", ((a, b),), MEAN), cells)
+    assert close.se == pytest.approx(np.hypot(0.01, 0.02)) and close.verdict == "within noise"   # 0.03 < 1.96 x 0.0224
+    far = evaluate(Claim("far", "P", "a > c", ((a, c),), MEAN), cells)
+    assert far.ours == pytest.approx(0.1) and far.se == pytest.approx(np.hypot(0.01, 0.01)) and far.verdict == "holds"
+    assert evaluate(Claim("bar", "P", "a > 0.69", ((a, 0.69),), MEAN), cells).se == pytest.approx(0.01)
+    no_se = evaluate(Claim("nose", "P", "a > d", ((a, d),), MEAN), cells)
+    assert no_se.se is None and no_se.verdict == "holds"
+
+
 def test_every_claim_names_cells_of_the_committed_tables():
     rows = [r for f in sorted((REPO / "results/tables").glob("*.csv")) for r in csv.DictReader(open(f))]
     coords = {(r["table"], r["row"], r["column"]) for r in rows}

@@ -61,12 +61,19 @@ def test_evaluate_runs_matches_direct_computation():
         gc, rc = g - centre, ref - centre
         cos_c = (gc / np.linalg.norm(gc, axis=1, keepdims=True)) @ (rc / np.linalg.norm(rc, axis=1, keepdims=True)).T
         assert m["dino_centred"] == pytest.approx(cos_c.mean(), abs=1e-12)
+        # se of the mean over the 10 generated images of each one's mean cosine to the references
+        for key, c in (("dino_se", cos), ("dino_centred_se", cos_c)):
+            s_i = c.mean(axis=1)
+            assert m[key] == pytest.approx(np.sqrt(((s_i - s_i.mean()) ** 2).sum() / 9 / 10), rel=1e-9)
         assert m["fid"] == pytest.approx(_fid_direct(g, ref), rel=1e-5, abs=1e-7)
         assert m["clip_score"] == pytest.approx(cs, abs=1e-12)
         assert (m["concept"], m["set"], m["n_generated"], m["n_reference"]) == (*r["name"].split("-"), 10, 3)
     avg = average_over_concepts(out)
     assert avg["adm+"]["dino"] == pytest.approx((out["dog-adm+"]["dino"] + out["cat-adm+"]["dino"]) / 2)
     assert avg["clean"]["n_concepts"] == 2 and avg["clean"]["n_generated"] == 20
+    for key in ("dino_se", "dino_centred_se"):   # se of a mean of two independent means
+        assert avg["adm+"][key] == pytest.approx(np.hypot(out["dog-adm+"][key], out["cat-adm+"][key]) / 2)
+    assert "fid_se" not in avg["adm+"]
 
 
 def test_paper_values_are_consistent():
@@ -138,8 +145,8 @@ def test_da_targeted_is_a_row_of_the_main_table_but_not_of_its_poison_average():
     sets = ["clean", "adm+", "adm-", "sds+", "sds-", "ea", "da", "da-targeted"]
     by = {}
     for spec in ("nominal", "regen", "pdmpure", "advclean", "jpeg", "t600", "lm", "jpeg_t600", "jpeg_lm", "szt"):
-        per = {s: {"dino": 0.1 * j, "dino_centred": 0.0, "fid": 1.0, "clip_score": 0.5, "n_generated": 24}
-               for j, s in enumerate(sets)}
+        per = {s: {"dino": 0.1 * j, "dino_se": 0.01 * (j + 1), "dino_centred": 0.0, "dino_centred_se": 0.0,
+                   "fid": 1.0, "clip_score": 0.5, "n_generated": 24} for j, s in enumerate(sets)}
         by[spec] = {"per_set": per, "backbones": {"dino": "b", "dino_centred": "b-centred", "fid": "b",
                                                   "clip_score": "c"}}
     cells = {(c.row, c.column, c.metric, c.backbone): c for c in table_cells("szt", by, "tiny", 0)}
@@ -147,6 +154,11 @@ def test_da_targeted_is_a_row_of_the_main_table_but_not_of_its_poison_average():
     assert cells[("DA-targeted", "SZT", "dino", "b")].paper_value == ""
     assert cells[("Psn Avg", "SZT", "dino", "b")].value == pytest.approx(np.mean([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]))
     assert cells[("Psn Avg", "SZT", "dino", "b")].n_samples == 6 * 24
+    # each row carries its set's se; the average's is that of a mean of six independent means
+    assert cells[("EA", "SZT", "dino", "b")].se == pytest.approx(0.06)
+    assert cells[("Psn Avg", "SZT", "dino", "b")].se == pytest.approx(
+        np.sqrt(sum((0.01 * j) ** 2 for j in range(2, 8))) / 6)
+    assert cells[("Psn Avg", "SZT", "fid", "b")].se == ""   # FID has none
 
 
 def test_prompt_form_columns_read_the_class_noun_samples_by_their_label():

@@ -71,7 +71,7 @@ def smoke_dir(tmp_path_factory, mirror) -> Path:
 
 def test_smoke_dag_completes(smoke_dir):
     rows = (smoke_dir / "results/tables/worlds.csv").read_text().splitlines()
-    assert rows[0] == "table,row,column,metric,backbone,value,paper_value,profile,n_samples,seed,note"
+    assert rows[0] == "table,row,column,metric,backbone,value,paper_value,profile,n_samples,seed,note,se"
     assert len(rows) > 5
     # the T2I world's VAE ceiling: accuracy on round-tripped test images, and their PSNR
     assert sum("CIFAR-10 test images through the t2i VAE" in r for r in rows) == 2
@@ -209,10 +209,14 @@ def test_every_table_value_column_reads_as_floats(smoke_dir):
     tables = sorted((smoke_dir / "results/tables").glob("*.csv"))
     assert len(tables) >= 12
     for path in tables:
-        df = pd.read_csv(path, dtype={"note": str}, keep_default_na=False, na_values={"value": ["", "nan"]})
-        assert df["value"].dtype == float, (path.name, df["value"].dtype)
+        df = pd.read_csv(path, dtype={"note": str}, keep_default_na=False,
+                         na_values={"value": ["", "nan"], "se": ["", "nan"]})
+        assert df["value"].dtype == float and df["se"].dtype == float, (path.name, df.dtypes)
         empty = pd.read_csv(path, dtype=str, keep_default_na=False)["value"] == ""
         assert (df.loc[empty, "note"] != "").all(), path.name
+    szt = pd.read_csv(smoke_dir / "results/tables/szt.csv", keep_default_na=False, na_values={"se": [""]})
+    dino = szt[(szt["metric"] == "dino") & (szt["column"] != "Reference")]
+    assert (dino["se"] > 0).all(), "every measured SZT DINO cell carries its standard error"
 
 
 def test_invisible_tables_filled(smoke_dir):

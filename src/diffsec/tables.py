@@ -1,7 +1,9 @@
 """Long-format result tables (DESIGN.md): one row per cell, a Markdown rendering beside the CSV.
 
 `value` is a number or empty, so that any reader (pandas included) parses the column as floats;
-why a cell holds no number, or what qualifies one ("CIFAR-10 only"), is its `note`."""
+why a cell holds no number, or what qualifies one ("CIFAR-10 only"), is its `note`. `se` is the
+standard error of `value` where the stage measured one (a mean over samples: sd / sqrt(n); what it
+covers is the table's to say), else empty; `diffsec.paper.claims` judges claims against it."""
 
 from __future__ import annotations
 
@@ -29,11 +31,14 @@ class Cell:
     n_samples: int | str = ""
     seed: int | str = ""
     note: str = ""
+    se: float | str = ""   # last: older tables (and positional callers) end at `note`
 
     def __post_init__(self):
-        if isinstance(self.value, str) and self.value != "" or isinstance(self.value, bool):
-            raise DiffsecError(f"table {self.table}, cell ({self.row}, {self.column}, {self.metric}): value "
-                               f"{self.value!r} is not a number (a reason belongs in `note`)")
+        for name in ("value", "se"):
+            v = getattr(self, name)
+            if isinstance(v, str) and v != "" or isinstance(v, bool):
+                raise DiffsecError(f"table {self.table}, cell ({self.row}, {self.column}, {self.metric}): {name} "
+                                   f"{v!r} is not a number (a reason belongs in `note`)")
 
 
 COLUMNS = [f.name for f in fields(Cell)]
@@ -59,7 +64,8 @@ def write_table(cells: list[Cell], csv_path: str | os.PathLike, markdown: str | 
 
 
 def render_markdown(cells: list[Cell]) -> str:
-    """One Markdown table per (table, metric): rows x columns, 'ours (paper)' in each cell."""
+    """One Markdown table per (table, metric): rows x columns, 'ours (paper)' in each cell, 'ours
+    ± se (paper)' where the cell has a standard error."""
     out = []
     groups: dict[tuple[str, str, str], list[Cell]] = {}
     for c in cells:
@@ -80,11 +86,18 @@ def render_markdown(cells: list[Cell]) -> str:
                     cells_r.append("")
                 else:
                     paper = f" ({_fmt(c.paper_value)})" if c.paper_value != "" else ""
+                    se = f" ± {c.se:.2g}" if c.se != "" and c.value != "" else ""
                     note = f" [{c.note}]" if c.note else ""
-                    cells_r.append((_fmt(c.value) if c.value != "" else "—") + paper + note)
+                    cells_r.append((_fmt(c.value) if c.value != "" else "—") + se + paper + note)
             out.append(f"| {r} | " + " | ".join(cells_r) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def mean_se(ses) -> float:
+    """Standard error of the plain mean of k independent estimates with standard errors `ses`:
+    sqrt(sum se^2) / k (e.g. a mean over concepts, or SZT's Psn Avg over six poisons)."""
+    return math.sqrt(sum(float(s) ** 2 for s in ses)) / len(ses)
 
 
 def cell_number(text) -> float | None:

@@ -142,6 +142,7 @@ rule table_claims:
         tables=[
             "results/tables/szt.csv",
             "results/tables/invisible_diffusion.csv",
+            "results/tables/invisible_ablation.csv",
             "results/tables/sedid.csv",
             "results/tables/spd.csv",
             "results/tables/sau.csv",

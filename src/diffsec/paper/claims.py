@@ -15,7 +15,9 @@ Uncertainty of a pair (cells are independent measurements):
 * both cells AUCs over n samples, half of each class (Hanley & McNeil 1982):
       se(A)^2 = (A(1-A) + (P-1)(Q1 - A^2) + (N-1)(Q2 - A^2)) / (P N),   Q1 = A/(2-A), Q2 = 2A^2/(1+A)
   with P = N = n/2;
-* anything else (means of similarities, FID, SSIM): no interval (se empty), one seed.
+* both cells means that carry their own standard error (the table's `se` column, e.g. SZT's DINO
+  similarities: sd / sqrt(n) over generated images, concept means combined): se^2 = seA^2 + seB^2;
+* anything else (FID, SSIM, a cell without `se`): no interval (se empty).
 The claim's se is its worst pair's. Verdict (z = 1.96): holds when m > z se, fails when m < -z se,
 "within noise" otherwise; with no interval the sign decides (m > 0 holds). A claim with a missing
 cell or an empty value is "not run". Each claim reads only the tables it names, so a profile that
@@ -31,7 +33,7 @@ from diffsec.paper.invisible import baseline_row
 from diffsec.tables import Cell, cell_number
 
 Z = 1.96
-RATE, AUC, NONE = "rate", "auc", "none"   # sampling models of a pair's cells
+RATE, AUC, MEAN, NONE = "rate", "auc", "mean", "none"   # sampling models of a pair's cells
 
 
 @dataclass(frozen=True)
@@ -88,20 +90,25 @@ def auc_se(a: float, n: int) -> float:
     return math.sqrt(max(var, 0.0))
 
 
-def _side(ref: Ref | float, cells, field: str) -> tuple[float | None, int | None]:
+def _side(ref: Ref | float, cells, field: str) -> tuple[float | None, int | None, float | None]:
+    """(the cell's `field` as a number, its n_samples, its se) or, for a bar, (the bar, None, 0)."""
     if not isinstance(ref, Ref):
-        return float(ref), None
+        return float(ref), None, 0.0
     r = cells.get((ref.table, ref.row, ref.column, ref.metric))
     if r is None:
-        return None, None
-    return cell_number(r[field]), int(cell_number(r.get("n_samples")) or 0) or None
+        return None, None, None
+    return cell_number(r[field]), int(cell_number(r.get("n_samples")) or 0) or None, cell_number(r.get("se"))
 
 
-def _se(model: str, a: float, na: int | None, b: float, nb: int | None, b_is_bar: bool) -> float | None:
+def _se(model: str, a: tuple, b: tuple, b_is_bar: bool) -> float | None:
+    """A pair's standard error under the claim's sampling model; a, b = (value, n, se)."""
+    (va, na, sa), (vb, nb, sb) = a, b
+    if model == MEAN:
+        return None if sa is None or sb is None else math.sqrt(sa ** 2 + sb ** 2)
     if model == NONE or na is None or (not b_is_bar and nb is None):
         return None
     one = rate_se if model == RATE else auc_se
-    return math.sqrt(one(a, na) ** 2 + (0.0 if b_is_bar else one(b, nb) ** 2))
+    return math.sqrt(one(va, na) ** 2 + (0.0 if b_is_bar else one(vb, nb) ** 2))
 
 
 def evaluate(claim: Claim, cells: dict[tuple[str, str, str, str], dict[str, str]]) -> Verdict:
@@ -109,15 +116,14 @@ def evaluate(claim: Claim, cells: dict[tuple[str, str, str, str], dict[str, str]
     worst = None   # (margin, se, n)
     paper_margins = []
     for a_ref, b_ref in claim.pairs:
-        a, na = _side(a_ref, cells, "value")
-        b, nb = _side(b_ref, cells, "value")
-        if a is None or b is None:
-            missing = a_ref if a is None else b_ref
+        a, b = _side(a_ref, cells, "value"), _side(b_ref, cells, "value")
+        if a[0] is None or b[0] is None:
+            missing = a_ref if a[0] is None else b_ref
             return Verdict(claim, None, None, None, None, "not run",
                            f"no value for {missing.table} / {missing.row} / {missing.column} / {missing.metric}")
-        m = a - b
+        m = a[0] - b[0]
         if worst is None or m < worst[0]:
-            worst = (m, _se(claim.model, a, na, b, nb, not isinstance(b_ref, Ref)), na)
+            worst = (m, _se(claim.model, a, b, not isinstance(b_ref, Ref)), a[1])
         pa, pb = _side(a_ref, cells, "paper_value")[0], _side(b_ref, cells, "paper_value")[0]
         paper_margins.append(None if pa is None or pb is None else pa - pb)
     m, se, n = worst
@@ -162,7 +168,10 @@ def _sau(row: str, column: str = "Pixel", metric: str = "removal_accuracy") -> R
 
 OUTD_FREE = "InvisibleDiffusion Out-D (W/o Fixed Image)"
 IND_FREE = "InvisibleDiffusion In-D (W/o Fixed Image)"
+OUTD_FIXED = "InvisibleDiffusion Out-D (Fixed Image)"
+TROJDIFF = "TrojDiff In-D"
 SINGLE_DEFENSES = ("Regen", "PDMPure", "AdvClean", "JPEG", "T600", "LM")
+SZT_COMPONENTS = ("JPEG", "T600", "LM")
 STRONG_POISONS = ("ADM+", "SDS+", "EA")
 SPD_EPS = (13, 22, 31, 40)
 SPD_PROMPTS = ("P1", "P2", "P3", "P4", "P5")
@@ -170,13 +179,24 @@ SAU = "Spatial Attention Unlearning"
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("szt-above-nominal", "SZT (004)", "SZT's poisoned-average DINO similarity exceeds nominal TI's",
-          ((_szt("Psn Avg", "SZT"), _szt("Psn Avg", "Nominal")),)),
+          ((_szt("Psn Avg", "SZT"), _szt("Psn Avg", "Nominal")),), MEAN),
     Claim("szt-above-every-single-defense", "SZT (004)",
           "SZT's poisoned-average DINO is at least every single defense's (Regen, PDMPure, AdvClean, JPEG, T600, LM)",
-          tuple((_szt("Psn Avg", "SZT"), _szt("Psn Avg", d)) for d in SINGLE_DEFENSES)),
+          tuple((_szt("Psn Avg", "SZT"), _szt("Psn Avg", d)) for d in SINGLE_DEFENSES), MEAN),
     Claim("strong-poisons-hurt-nominal", "SZT (004)",
           "each of ADM+, SDS+ and EA lowers nominal TI's DINO below its value on clean images",
-          tuple((_szt("Clean", "Nominal"), _szt(p, "Nominal")) for p in STRONG_POISONS)),
+          tuple((_szt("Clean", "Nominal"), _szt(p, "Nominal")) for p in STRONG_POISONS), MEAN),
+    Claim("szt-components-above-nominal", "SZT (004)",
+          "each of SZT's components alone (JPEG, T600, LM) raises the poisoned-average DINO above nominal TI's",
+          tuple((_szt("Psn Avg", d), _szt("Psn Avg", "Nominal")) for d in SZT_COMPONENTS), MEAN),
+    Claim("jpeg-t600-above-jpeg", "SZT (004)",
+          "training at high timesteps adds to JPEG: JPEG+T600's poisoned-average DINO exceeds JPEG's",
+          ((_szt("Psn Avg", "JPEG+T600"), _szt("Psn Avg", "JPEG")),), MEAN),
+    Claim("szt-poisoned-reaches-clean", "SZT (004)",
+          "SZT on poisoned images reaches nominal TI on clean images (poisoned-average DINO >= Clean, Nominal)",
+          ((_szt("Psn Avg", "SZT"), _szt("Clean", "Nominal")),), MEAN),
+    Claim("szt-keeps-clean", "SZT (004)", "SZT costs nothing on clean images: its Clean DINO is at least nominal TI's",
+          ((_szt("Clean", "SZT"), _szt("Clean", "Nominal")),), MEAN),
     Claim("outd-asr-0.8", "InvisibleDiffusion (000)",
           "the Out-D backdoor without a fixed image (a variance-only trigger) reaches ASR >= 0.8 (DDIM)",
           ((_inv(OUTD_FREE, "DDIM (Table II)"), 0.8),), RATE),
@@ -194,6 +214,20 @@ CLAIMS: tuple[Claim, ...] = (
           "the Out-D backdoor costs at most 1 FID point on benign samples (DDIM)",
           ((_inv("Benign", "DDIM (Table II)", "fid"), _inv("InvisibleDiffusion Out-D (W/o Fixed Image)",
                                                            "DDIM (Table II)", "fid")),), slack=1.0),
+    Claim("ind-fid-within-1", "InvisibleDiffusion (000)",
+          "the In-D backdoor without a fixed image costs at most 1 FID point on benign samples (DDIM)",
+          ((_inv("Benign", "DDIM (Table II)", "fid"), _inv(IND_FREE, "DDIM (Table II)", "fid")),), slack=1.0),
+    Claim("outd-fixed-above-benign", "InvisibleDiffusion (000)",
+          "the Out-D trigger with a fixed noise image also works: its ASR exceeds the benign world's rate on the "
+          "same noise (DDIM)",
+          ((_inv(OUTD_FIXED, "DDIM (Table II)"), _inv(baseline_row(OUTD_FIXED), "DDIM (Table II)")),), RATE),
+    Claim("trojdiff-above-benign", "InvisibleDiffusion (000)",
+          "the TrojDiff baseline's In-D ASR exceeds the benign world's rate on its noise (DDIM)",
+          ((_inv(TROJDIFF, "DDIM (Table II)"), _inv(baseline_row(TROJDIFF), "DDIM (Table II)")),), RATE),
+    Claim("lambda-0.5-beats-the-ends", "InvisibleDiffusion (000)",
+          "Fig. 4: the In-D backdoor's ASR at lambda 0.5 exceeds its ASR at lambda 0.1 and 0.9 (DDIM)",
+          tuple((Ref("invisible_lambda", "lambda 0.5", "DDIM", "asr"), Ref("invisible_lambda", f"lambda {x}", "DDIM",
+                                                                           "asr")) for x in ("0.1", "0.9")), RATE),
     Claim("stat-above-loss", "SeDID (002)", "SeDID_Stat's AUC exceeds the existing method's (CIFAR-10)",
           ((Ref("sedid", "SeDID_Stat", "CIFAR-10", "auc"), Ref("sedid", "Existing method", "CIFAR-10", "auc")),),
           AUC),
@@ -226,7 +260,8 @@ def claims_markdown(verdicts: list[Verdict], profile: str) -> str:
 
     lines = [f"### claims (profile `{profile}`)", "",
              "margin = how far the claim's left side exceeds its right side (worst case over its cells); "
-             "+- se: standard error where the cells are shares or AUCs; verdict at 1.96 se", "",
+             "+- se: standard error where the cells are shares, AUCs or means with a recorded se (SZT's "
+             "DINO: generation noise of one training seed); verdict at 1.96 se", "",
              "| claim | paper | statement | margin ours | margin paper | +- se | verdict |",
              "|---|---|---|---:|---:|---:|---|"]
     for v in verdicts:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from diffsec.errors import DiffsecError
 from diffsec.paper import paper_values
-from diffsec.tables import Cell
+from diffsec.tables import Cell, mean_se
 
 ROWS = {"Clean": "clean", "ADM+": "adm+", "ADM-": "adm-", "SDS+": "sds+", "SDS-": "sds-",
         "EA": "ea", "DA": "da"}
@@ -137,12 +137,12 @@ def reference_cells(table: str, reference: dict, profile: str, seed: int) -> lis
 def _column_cells(table, column, defense, m, paper, profile, seed) -> list[Cell]:
     import numpy as np
 
-    def cell(row, key, value, n):
+    def cell(row, key, value, n, se):
         metric = MEASURED[key]
         own = key == metric  # the paper's numbers are the raw backbone's
         return Cell(table=table, row=row, column=column, metric=metric, backbone=m["backbones"][key],
                     value=value, paper_value=paper.get((table, row, column, metric), "") if own else "",
-                    profile=profile, n_samples=n, seed=seed)
+                    profile=profile, n_samples=n, seed=seed, se="" if se is None or np.isnan(se) else se)
 
     cells = []
     for metric in MEASURED:
@@ -153,8 +153,9 @@ def _column_cells(table, column, defense, m, paper, profile, seed) -> list[Cell]
                 raise DiffsecError(f"defense {defense!r} has no runs on set {ALL_ROWS[row]!r}")
             if row in PAPER_POISONS:
                 poisons.append(per)
-            cells.append(cell(row, metric, per[metric], per["n_generated"]))
+            cells.append(cell(row, metric, per[metric], per["n_generated"], per.get(f"{metric}_se")))
         if len(poisons) == len(PAPER_POISONS):  # the paper averages the six poisons
+            ses = [p.get(f"{metric}_se") for p in poisons]
             cells.append(cell(POISON_AVG, metric, float(np.mean([p[metric] for p in poisons])),
-                              sum(p["n_generated"] for p in poisons)))
+                              sum(p["n_generated"] for p in poisons), None if None in ses else mean_se(ses)))
     return cells

@@ -16,6 +16,11 @@ samples drift away from the real object. Per run:
   clip_score  mean max(cos(image, text), 0) with the prompt's token removed ("a dog in the snow"),
               on the [0, 1] scale of the paper's tables (torchmetrics' CLIPScore is 100 x this)
 
+Standard errors (`dino_se`, `dino_centred_se`): a run's DINO is the mean over its n generated
+images of s_i = mean_j cos(g_i, r_j), so se = sd(s_i) / sqrt(n) (sd with n - 1); a training set's
+mean over C concepts has se = sqrt(sum_c se_c^2) / C. This is the sampling noise of generation from
+the learned tokens; the noise of training them (one seed per run) is not in it.
+
 What a DINO value means depends on the backbone, so `reference_levels` measures, per concept,
 the same statistic on two sets that bracket it (both with and without centring):
 
@@ -37,8 +42,25 @@ from diffsec.errors import DiffsecError
 from diffsec.metrics.fid import fid
 from diffsec.metrics.similarity import clip_score_from_features, mean_pairwise_cosine
 from diffsec.personalize.generate import format_prompt
+from diffsec.tables import mean_se
 
 METRICS = ("dino", "dino_centred", "fid", "clip_score")
+WITH_SE = ("dino", "dino_centred")   # means over generated images: each has a `<metric>_se`
+
+
+def per_image_cosine(gen_feats, ref_feats) -> np.ndarray:
+    """s_i = mean_j cos(g_i, r_j): each generated image's mean similarity to the references (their
+    mean is mean_pairwise_cosine)."""
+    from diffsec.metrics.similarity import cosine_matrix
+
+    return np.asarray(cosine_matrix(gen_feats, ref_feats), np.float64).mean(axis=1)
+
+
+def mean_and_se(scores: np.ndarray) -> tuple[float, float]:
+    """Mean and its standard error sd / sqrt(n) (NaN for one score)."""
+    n = len(scores)
+    se = float(np.std(scores, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return float(np.mean(scores)), se
 
 
 def load_inputs(runs_file: Path, generated_file: Path, clean_file: Path) -> tuple[list[dict], dict, dict]:
@@ -98,25 +120,29 @@ def evaluate_runs(generated: dict, runs: list[dict], clean: dict, templates: lis
         g_fid, r_fid = (g_sim, r_sim) if fid_backbone is sim_backbone else \
             (fid_backbone.features(gen), fid_backbone.features(ref))
         cs = clip_score_from_features(clip_backbone.features(gen), np.stack([text_feats[texts[i]] for i in idx]))
-        out[name] = {"dino": mean_pairwise_cosine(g_sim, r_sim),
-                     "dino_centred": mean_pairwise_cosine(g_sim - mu, r_sim - mu), "fid": fid(g_fid, r_fid),
-                     "clip_score": float(cs.mean()) / 100, "n_generated": len(idx), "n_reference": len(ref),
-                     **{k: str(v) for k, v in run.get("tags", {}).items()}}
+        dino, dino_se = mean_and_se(per_image_cosine(g_sim, r_sim))
+        centred, centred_se = mean_and_se(per_image_cosine(g_sim - mu, r_sim - mu))
+        out[name] = {"dino": dino, "dino_se": dino_se, "dino_centred": centred, "dino_centred_se": centred_se,
+                     "fid": fid(g_fid, r_fid), "clip_score": float(cs.mean()) / 100, "n_generated": len(idx),
+                     "n_reference": len(ref), **{k: str(v) for k, v in run.get("tags", {}).items()}}
         if progress is not None:
             progress(1)
     return out
 
 
 def average_over_concepts(per_run: dict[str, dict]) -> dict[str, dict]:
-    """Per training set: each metric's mean over the concepts (the paper's per-cell number)."""
+    """Per training set: each metric's mean over the concepts (the paper's per-cell number), and
+    the standard error of that mean for the metrics that have one (module docstring)."""
     groups = defaultdict(list)
     for m in per_run.values():
         if "set" not in m:
             raise DiffsecError("runs need a 'set' tag to be averaged per training set")
         groups[m["set"]].append(m)
     return {s: {**{k: float(np.mean([m[k] for m in ms])) for k in METRICS},
+                **{f"{k}_se": mean_se([m[f"{k}_se"] for m in ms]) for k in WITH_SE if all(f"{k}_se" in m for m in ms)},
                 "n_concepts": len(ms), "n_generated": int(sum(m["n_generated"] for m in ms))}
             for s, ms in groups.items()}
+
 
 
 def held_out_cosine(feats) -> float:
