@@ -28,7 +28,8 @@ def _measurements(plan, labels: list[str]) -> dict[str, dict]:
         owner = plan.trigger_of(attack) or attack
         clean = not plan.is_baseline(attack) and not sampler.endswith(shape.ORDINARY)
         if clean:
-            m.update({"fid": 10 + v, "precision": v, "recall": v, "n_clean": 64, "n_reference": 64})
+            m.update({"fid": 10 + v, "fid_se": 0.5 + v, "precision": v, "recall": v, "n_clean": 64,
+                      "n_reference": 64})
         if owner in plan.attacks:
             spec = plan.attacks[owner]
             m.update({"method": spec["method"], "n_trigger": 64, "l2": 1000 + v, "linf": 255.0, "l2_rms": 200 + v,
@@ -149,3 +150,11 @@ def test_table_stages_read_the_flags_the_rules_pass(plan, tmp_path):
     assert {r["row"] for r in read_table(take_csv)} == set(plan.take)
     assert main(["table-invisible", "--metrics", *dirs(plan.evals("invisible_diffusion")), "--ordinary",
                  '["ddpm", "dpm"]', "--profile", "t", "--out", str(main_csv)]) == 2
+
+
+def test_fid_cells_carry_the_measurements_bootstrap_se_and_other_metrics_none(plan):
+    ms = _measurements(plan, plan.evals("invisible_diffusion"))
+    cells = shape.table_cells(ms, ["cifar10"], "tiny", 0, plan.ordinary)
+    fids = [c for c in cells if c.metric == "fid" and c.value != ""]
+    assert fids and all(c.se == pytest.approx(c.value - 9.5) for c in fids)   # fid_se = fid - 9.5 above
+    assert all(c.se == "" for c in cells if c.metric in ("asr", "a_prec", "precision", "mse"))

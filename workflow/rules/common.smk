@@ -387,8 +387,11 @@ def backdoor_sample_flags(wildcards):
 
 
 def backdoor_eval_flags(wildcards):
-    """--trigger: the attack that scores a benign baseline's triggered samples."""
-    return flags(trigger=backdoor_trigger(wildcards.attack) or None)
+    """--trigger: the attack that scores a benign baseline's triggered samples; the FID's bootstrap."""
+    return flags(
+        trigger=backdoor_trigger(wildcards.attack) or None,
+        fid_bootstrap=config["metrics"]["fid_bootstrap"],
+    )
 
 
 def invisible_evals(table):

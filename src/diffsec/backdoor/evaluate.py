@@ -23,14 +23,19 @@ import numpy as np
 
 from diffsec.errors import DiffsecError
 from diffsec.metrics import fid, precision_recall
+from diffsec.metrics.fid import fid_bootstrap_se
 
 
-def benign_metrics(features, clean: np.ndarray, reference: np.ndarray, k: int = 3, device: str = "cpu") -> dict:
+def benign_metrics(features, clean: np.ndarray, reference: np.ndarray, k: int = 3, device: str = "cpu",
+                   fid_bootstrap: int = 0) -> dict:
     """FID / precision / recall of generated `clean` against `reference` (uint8 NHWC) on the
-    feature function `features` (a backbone's)."""
+    feature function `features` (a backbone's); with fid_bootstrap = b >= 2 also `fid_se`, the
+    FID's bootstrap standard error over b resamples of the generated set (metrics.fid)."""
     ff, fr = features(clean), features(reference)
     pr = precision_recall(fr, ff, k=k, device=device)
-    return {"fid": fid(ff, fr), "precision": pr["precision"], "recall": pr["recall"],
+    b = fid_bootstrap
+    se = {} if b < 2 else {"fid_se": fid_bootstrap_se(ff, fr, b), "fid_bootstrap": b}
+    return {"fid": fid(ff, fr), **se, "precision": pr["precision"], "recall": pr["recall"],
             "n_clean": int(len(clean)), "n_reference": int(len(reference))}
 
 
@@ -114,12 +119,12 @@ def scorer(dataset: str, path: Path, device: str) -> tuple[Callable[[np.ndarray]
 
 
 def measure(s: Sampled, reference: np.ndarray, backbone, *, k: int, label: str, device: str,
-            classify: tuple[Callable[[np.ndarray], np.ndarray], str] | None = None) -> dict:
+            classify: tuple[Callable[[np.ndarray], np.ndarray], str] | None = None, fid_bootstrap: int = 0) -> dict:
     """The row of one sampled model: benign metrics (where the clean set was sampled), and for
     triggered samples the attack's."""
     m = {"label": label, "sampler": s.sampler, "sampler_steps": s.steps, "backbone": backbone.name, "chain": s.chain}
     if s.clean is not None:
-        m.update(benign_metrics(backbone.features, s.clean, reference, k, device))
+        m.update(benign_metrics(backbone.features, s.clean, reference, k, device, fid_bootstrap))
     if s.attack is None:
         return m
     a, trig, target = s.attack, s.triggered, s.target

@@ -31,6 +31,8 @@ def register(sub) -> None:
     p.add_argument("--backbone", default="resnet56-cifar10", help="feature backbone registry name")
     p.add_argument("--backbone-weights", default="", help="weights for the backbone (file or dir)")
     p.add_argument("--k", type=int, default=3, help="k of the k-NN manifold radii")
+    p.add_argument("--fid-bootstrap", type=int, default=100, metavar="B",
+                   help="resamples of the generated set behind the FID's standard error (fid_se); 0: none")
     p.add_argument("--label", required=True, help="the tables' name of this measurement: <attack>/<sampler>[/step-<n>]")
     p.add_argument("--out", type=Path, required=True)
     add_common(p)
@@ -53,6 +55,8 @@ def run(args: argparse.Namespace) -> None:
     from diffsec.metrics.backbones import backbone_from_weights
 
     for bad, msg in [(args.k < 1, f"--k {args.k}: must be at least 1"),
+                     (args.fid_bootstrap < 0 or args.fid_bootstrap == 1,
+                      f"--fid-bootstrap {args.fid_bootstrap}: must be 0 (none) or at least 2"),
                      (args.reference_n < 0, f"--reference-n {args.reference_n}: must be >= 0 (0: as many as samples)"),
                      (not args.samples.is_dir(), f"--samples {args.samples}: no such artifact directory"),
                      (not args.model.is_dir(), f"--model {args.model}: no such artifact directory"),
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> None:
     backbone = backbone_from_weights(args.backbone, args.backbone_weights, device)
     clf = _classifier(args, s.attack)
     m = ev.measure(s, ref, backbone, k=args.k, label=args.label, device=device,
-                   classify=ev.scorer(*clf, device) if clf else None)
+                   classify=ev.scorer(*clf, device) if clf else None, fid_bootstrap=args.fid_bootstrap)
     st.add_inputs(samples=args.samples, reference=args.reference,
                   model=source / "attack.json" if s.attack else None)
     with st.artifact() as art:

@@ -15,9 +15,10 @@ Uncertainty of a pair (cells are independent measurements):
 * both cells AUCs over n samples, half of each class (Hanley & McNeil 1982):
       se(A)^2 = (A(1-A) + (P-1)(Q1 - A^2) + (N-1)(Q2 - A^2)) / (P N),   Q1 = A/(2-A), Q2 = 2A^2/(1+A)
   with P = N = n/2;
-* both cells means that carry their own standard error (the table's `se` column, e.g. SZT's DINO
-  similarities: sd / sqrt(n) over generated images, concept means combined): se^2 = seA^2 + seB^2;
-* anything else (FID, SSIM, a cell without `se`): no interval (se empty).
+* both cells carry their own standard error (the table's `se` column: SZT's DINO similarities,
+  sd / sqrt(n) over generated images with concept means combined; InvisibleDiffusion's FIDs, a
+  bootstrap over the generated set): se^2 = seA^2 + seB^2 (model MEAN);
+* anything else (SSIM, CLIP-IQA, a cell without `se`): no interval (se empty).
 The claim's se is its worst pair's. Verdict (z = 1.96): holds when m > z se, fails when m < -z se,
 "within noise" otherwise; with no interval the sign decides (m > 0 holds). A claim with a missing
 cell or an empty value is "not run". Each claim reads only the tables it names, so a profile that
@@ -213,10 +214,10 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("outd-fid-within-1", "InvisibleDiffusion (000)",
           "the Out-D backdoor costs at most 1 FID point on benign samples (DDIM)",
           ((_inv("Benign", "DDIM (Table II)", "fid"), _inv("InvisibleDiffusion Out-D (W/o Fixed Image)",
-                                                           "DDIM (Table II)", "fid")),), slack=1.0),
+                                                           "DDIM (Table II)", "fid")),), MEAN, slack=1.0),
     Claim("ind-fid-within-1", "InvisibleDiffusion (000)",
           "the In-D backdoor without a fixed image costs at most 1 FID point on benign samples (DDIM)",
-          ((_inv("Benign", "DDIM (Table II)", "fid"), _inv(IND_FREE, "DDIM (Table II)", "fid")),), slack=1.0),
+          ((_inv("Benign", "DDIM (Table II)", "fid"), _inv(IND_FREE, "DDIM (Table II)", "fid")),), MEAN, slack=1.0),
     Claim("outd-fixed-above-benign", "InvisibleDiffusion (000)",
           "the Out-D trigger with a fixed noise image also works: its ASR exceeds the benign world's rate on the "
           "same noise (DDIM)",

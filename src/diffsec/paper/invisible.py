@@ -161,7 +161,7 @@ def _cells(table: str, row: str, column: str, m: dict, metrics, common: dict) ->
         note = "; ".join(x for x in (_note(metric, m), common.get("note", "")) if x)
         cells.append(Cell(table=table, row=row, column=column, metric=metric, backbone=backbone, value=m[metric],
                           paper_value=paper.get((table, row, column, metric), ""), n_samples=n,
-                          profile=common["profile"], seed=common["seed"], note=note))
+                          profile=common["profile"], seed=common["seed"], note=note, se=m.get(f"{metric}_se", "")))
     return cells
 
 
