@@ -320,6 +320,7 @@ def _eval_json(path, backdoor, method, prompt_set, asr, variant="", sau=None):
     m = {"label": f"{backdoor}/{method}/{prompt_set}", "backdoor": backdoor, "method": method, "variant": variant,
          "prompt_set": prompt_set, "n": 200, "sau": sau, "backbones": {"clip_iqa": "clip-tiny"},
          "metrics": {"asr": asr, "clip_iqa": 0.5, "psnr": 30.0, "iou_primary": 0.4},
+         "stderr": {"asr": round((asr * (1 - asr) / 200) ** 0.5, 6), "clip_iqa": 0.01},
          "detector": {"kind": "patch" if backdoor == "pixel" else "gray", "vae": True, "heldout_accuracy": 0.99,
                       "heldout_false_alarm_rate": 0.01, "heldout_miss_rate": 0.01, "n_heldout": 2000}}
     path.mkdir()
@@ -343,6 +344,11 @@ def test_table_sau_puts_the_paper_values_beside_ours(tmp_path):
     assert (float(cell["value"]), float(cell["paper_value"])) == (1.0, 1.0)
     assert float(rows[("sau", "Poisoned Unet", "Pixel", "clip_iqa")]["paper_value"]) == 0.6496
     assert rows[("sau", "Poisoned Unet", "Pixel", "clip_iqa")]["backbone"] == "clip-tiny"
+    # sau-eval's standard errors ride along: removal accuracy = 1 - ASR has the ASR's
+    assert float(rows[("sau", "Poisoned Unet", "Pixel", "clip_iqa")]["se"]) == 0.01
+    assert float(rows[("sau", "Poisoned Unet", "Pixel", "removal_accuracy")]["se"]) == pytest.approx(
+        (0.09 / 200) ** 0.5, rel=1e-3)   # the CSV keeps 4 digits
+    assert rows[("sau", "Poisoned Unet", "Pixel", "psnr")]["se"] == ""
     assert float(rows[("sau", "Poisoned Unet", "Pixel", "asr_clean")]["value"]) == 0.05
     fr = rows[("sau", "Finetune Reversal", "Pixel", "removal_accuracy")]
     assert fr["value"] == "" and fr["note"].startswith("not run") and float(fr["paper_value"]) == 0.97

@@ -89,6 +89,12 @@ def test_chain_fills_the_table_and_figures(d, tmp_path):
     assert paper and all(r["row"].startswith("P1") and r["column"] in ("Baseline · mean over eps",
                                                                        "Ours · mean over eps") for r in paper)
     assert len(paper) == 2 * 2 * 4   # P1 x Train/Test x Baseline/Ours x 4 metrics
+    # every per-eps cell carries the se of its mean over the split's images; the mean over eps none
+    for r in rows:
+        assert (r["se"] != "") == ("mean over eps" not in r["column"]), r
+    m8 = json.loads((evals["random-8"] / "metrics.json").read_text())
+    cell = next(r for r in rows if (r["row"], r["column"], r["metric"]) == ("P5 · Test", "Baseline · eps 8/255", "ssim"))
+    assert float(cell["se"]) == pytest.approx(m8["se"]["test"]["P5"]["ssim"], rel=1e-3) and float(cell["se"]) >= 0
     _run("figure-spd", "--metrics", *evals.values(), "--clean-edits", d / "edit-clean", "--baseline-edits",
          tmp_path / "e-random-8", tmp_path / "e-random-16", "--ours-edits", tmp_path / "e-universal-8",
          tmp_path / "e-universal-16", "--fits", d / "fit", d / "fit", "--eps", 8, 16, "--out", tmp_path / "fig")

@@ -334,15 +334,17 @@ def run_eval(args: argparse.Namespace) -> None:
                            f"{clean['train'].shape})")
     st = open_stage(args, "spd-eval")
     st.add_inputs(edits=args.edits, clean=args.clean)
-    out = {}
+    out, se = {}, {}
     for s in SPLITS:
-        out[s] = {}
+        out[s], se[s] = {}, {}
         for p, name in enumerate(ed["prompt_names"].tolist()):
             m = similarity(ed[s][p], clean[s][p])
             out[s][name] = {k: float(np.mean(v)) for k, v in m.items()}
+            # standard error of each mean over the split's images (sd with n - 1 / sqrt(n))
+            se[s][name] = {k: float(np.std(v, ddof=1) / np.sqrt(len(v))) for k, v in m.items() if len(v) > 1}
     with st.artifact() as art:
         art.file("metrics.json").write_text(json.dumps(
-            {"label": args.label, "column": args.column, "eps": args.eps, "metrics": out,
+            {"label": args.label, "column": args.column, "eps": args.eps, "metrics": out, "se": se,
              "prompts": dict(zip(ed["prompt_names"].tolist(), ed["prompts"].tolist(), strict=True)),
              "n": {s: int(ed[s].shape[1]) for s in SPLITS}}, indent=2, sort_keys=True))
         art.extra.update(label=args.label, n_train=int(ed["train"].shape[1]), n_test=int(ed["test"].shape[1]))

@@ -17,8 +17,11 @@ Uncertainty of a pair (cells are independent measurements):
   with P = N = n/2;
 * both cells carry their own standard error (the table's `se` column: SZT's DINO similarities,
   sd / sqrt(n) over generated images with concept means combined; InvisibleDiffusion's FIDs, a
-  bootstrap over the generated set): se^2 = seA^2 + seB^2 (model MEAN);
-* anything else (SSIM, CLIP-IQA, a cell without `se`): no interval (se empty).
+  bootstrap over the generated set; SPD's SSIM and SAU's CLIP-IQA, sd / sqrt(n) over images):
+  se^2 = seA^2 + seB^2 (model MEAN; for two cells on the same images, e.g. SPD's Baseline and Ours,
+  this ignores their positive correlation and so overstates the noise: conservative);
+* anything else (a cell without `se`, e.g. from a table written before its stage recorded one):
+  no interval (se empty), and the sign decides.
 The claim's se is its worst pair's. Verdict (z = 1.96): holds when m > z se, fails when m < -z se,
 "within noise" otherwise; with no interval the sign decides (m > 0 holds). A claim with a missing
 cell or an empty value is "not run". Each claim reads only the tables it names, so a profile that
@@ -240,7 +243,7 @@ CLAIMS: tuple[Claim, ...] = (
           "for eps >= 13/255, every prompt, train and test",
           tuple((Ref("spd", f"{p} · {split}", f"Baseline · eps {e}/255", "ssim"),
                  Ref("spd", f"{p} · {split}", f"Ours · eps {e}/255", "ssim"))
-                for p in SPD_PROMPTS for split in ("Train", "Test") for e in SPD_EPS)),
+                for p in SPD_PROMPTS for split in ("Train", "Test") for e in SPD_EPS), MEAN),
     Claim("sau-removes-pixel", "SAU (001)", "SAU removes the pixel backdoor in >= 95% of triggered generations",
           ((_sau(SAU), 0.95),), RATE),
     Claim("sau-above-reversal", "SAU (001)", "SAU's pixel removal accuracy exceeds Finetune Reversal's",
@@ -248,7 +251,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("sau-above-erasure", "SAU (001)", "SAU's pixel removal accuracy exceeds Concept Erasure's",
           ((_sau(SAU), _sau("Concept Erasure")),), RATE),
     Claim("sau-iqa-above-poisoned", "SAU (001)", "SAU's CLIP-IQA is at least the poisoned model's (pixel)",
-          ((_sau(SAU, metric="clip_iqa"), _sau("Poisoned Unet", metric="clip_iqa")),)),
+          ((_sau(SAU, metric="clip_iqa"), _sau("Poisoned Unet", metric="clip_iqa")),), MEAN),
     Claim("sau-style-removed-less", "SAU (001)", "SAU removes the style backdoor less well than the pixel one",
           ((_sau(SAU), _sau(SAU, "Style")),), RATE),
 )

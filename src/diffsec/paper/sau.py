@@ -84,10 +84,15 @@ def index_evals(evals: list[dict]) -> dict[tuple[str, str, str, str], dict]:
     return out
 
 
-def _values(m: dict) -> dict[str, tuple[float, str]]:
-    """{metric: (value, backbone)} of one triggered-prompt evaluation, removal accuracy derived."""
+def _values(m: dict) -> dict[str, tuple[float, str, float | str]]:
+    """{metric: (value, backbone, se)} of one triggered-prompt evaluation, removal accuracy derived
+    (its se is the ASR's); se empty where sau-eval recorded none."""
     got = dict(m["metrics"], removal_accuracy=1 - m["metrics"]["asr"])
-    return {name: (got[src], m.get("backbones", {}).get(src, "")) for src, name in TRIGGERED.items() if src in got}
+    err = dict(m.get("stderr", {}))
+    if "asr" in err:
+        err["removal_accuracy"] = err["asr"]
+    return {name: (got[src], m.get("backbones", {}).get(src, ""), err.get(src, "")) for src, name in TRIGGERED.items()
+            if src in got}
 
 
 def table_cells(evals: list[dict], profile: str, seed: int) -> list[Cell]:
@@ -99,9 +104,9 @@ def table_cells(evals: list[dict], profile: str, seed: int) -> list[Cell]:
         for backdoor, column in COLUMN_OF.items():
             trig, clean = by.get((backdoor, method, "", "triggered")), by.get((backdoor, method, "", "clean"))
             values = _values(trig) if trig else {}
-            for metric, (value, backbone) in values.items():
+            for metric, (value, backbone, se) in values.items():
                 pv = paper.get((PAPER_TABLE.get(metric, ""), row, column, metric), "")
-                cells.append(Cell("sau", row, column, metric, backbone, value, pv, profile, trig["n"], seed))
+                cells.append(Cell("sau", row, column, metric, backbone, value, pv, profile, trig["n"], seed, se=se))
             if clean:
                 cells.append(Cell("sau", row, column, "asr_clean", "", clean["metrics"]["asr"], "", profile,
                                   clean["n"], seed))
@@ -142,8 +147,9 @@ def sweep_cells(by: dict, profile: str, seed: int) -> list[Cell]:
     runs = sorted(((setting(m["sau"]), v, b, m) for (b, meth, v, ps), m in by.items()
                    if meth == "sau" and ps == "triggered" and m.get("sau")), key=lambda t: (t[0], t[1], t[2]))
     for name, variant, backdoor, m in runs:
-        values = dict(_values(m), mask_area_region=(m["metrics"].get("mask_area_region"), ""))
+        values = dict(_values(m), mask_area_region=(m["metrics"].get("mask_area_region"), "", ""))
         row = f"{name} [{variant or 'main'}]"
         cells += [Cell("sau_sweep", row, COLUMN_OF[backdoor], metric, values[metric][1], values[metric][0], "",
-                       profile, m["n"], seed) for metric in SWEEP if values.get(metric, (None,))[0] is not None]
+                       profile, m["n"], seed, se=values[metric][2])
+                  for metric in SWEEP if values.get(metric, (None,))[0] is not None]
     return cells

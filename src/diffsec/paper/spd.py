@@ -64,8 +64,9 @@ def table_cells(evals: list[dict], profile: str, seed: int) -> list[Cell]:
                     values = [by[(column, e)]["metrics"][s][prompt][metric] for e in eps]
                     n = int(by[(column, eps[0])]["n"][s])
                     for e, v in zip(eps, values, strict=True):
+                        se = by[(column, e)].get("se", {}).get(s, {}).get(prompt, {}).get(metric, "")
                         cells.append(Cell("spd", row, f"{column} · eps {e}/255", metric, BACKBONE, v, "",
-                                          profile, n, seed))
+                                          profile, n, seed, se=se))
                     pv = paper.get(("spd", row, column, metric.split("[")[0]), "")
                     cells.append(Cell("spd", row, f"{column} · {MEAN}", metric, BACKBONE,
                                       float(sum(values) / len(values)), pv, profile, n, seed))
