@@ -97,6 +97,10 @@ def test_table_claims_stage_judges_given_tables_and_refuses_a_missing_one(tmp_pa
     assert rows[("sau-above-reversal", "holds")]["value"] == "1"
     assert rows[("szt-above-nominal", "margin")]["note"].startswith("not run")
     assert "| sau-removes-pixel |" in (tmp_path / "claims.md").read_text()
+    fig = tmp_path / "fig" / "claims.png"
+    assert main(["table-claims", "--tables", str(sau), "--profile", "tiny", "--out", str(tmp_path / "c2.csv"),
+                 "--figure", str(fig)]) == 0
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fig.stat().st_size > 10_000
     assert main(["table-claims", "--tables", str(tmp_path / "none.csv"), "--profile", "tiny",
                  "--out", str(tmp_path / "x.csv")]) == 2
     assert "no such table" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()

@@ -155,6 +155,11 @@ rule table_claims:
             category="Claims",
             caption="../report/claims.rst",
         ),
+        figure=report(
+            "results/figures/claims.png",
+            category="Claims",
+            caption="../report/claims.rst",
+        ),
     log:
         "logs/table_claims.log",
     benchmark:
@@ -166,7 +171,7 @@ rule table_claims:
         seed=SEED,
     shell:
         "diffsec table-claims --tables {input.tables:q} --profile {params.profile:q} --seed {params.seed:q} "
-        "--out {output.csv:q} > {log:q} 2>&1"
+        "--out {output.csv:q} --figure {output.figure:q} > {log:q} 2>&1"
 
 
 # Spearman's rho of our cells against the papers' printed ones, per table and metric

@@ -97,10 +97,12 @@ def register(sub) -> None:
     p = _table(sub, "table-claims", run_claims, "the papers' headline claims judged on our tables (claims.csv)",
                "Evaluate each claim of diffsec.paper.claims over the given result tables: its margin (how far its "
                "left side exceeds its right side, worst case over its cells), the paper's margin where the paper "
-               "printed those cells, a standard error where the cells are shares or AUCs, and the verdict (holds / "
+               "printed those cells, a standard error where the cells are shares, AUCs or carry their own se, and the verdict (holds / "
                "fails / within noise / not run). A claim whose table is not given, or whose cell has no value, is "
                "not run.")
     p.add_argument("--tables", type=Path, nargs="+", required=True, help="results/tables/*.csv to judge")
+    p.add_argument("--figure", type=Path, default=None, help="also draw the verdicts here (PNG: one row per claim, "
+                   "our margin with its 1.96 se interval beside the paper's)")
 
     p = _table(sub, "table-agreement", run_agreement, "rank agreement of our cells with the papers' (agreement.csv)",
                "Spearman's rho (and its two-sided p) between our values and the papers' printed values, per table, "
@@ -218,8 +220,10 @@ def run_agreement(args: argparse.Namespace) -> None:
 
 
 def run_claims(args: argparse.Namespace) -> None:
-    from diffsec.paper.claims import CLAIMS, claim_cells, claims_markdown, evaluate, index
+    from diffsec.paper.claims import CLAIMS, claim_cells, claims_figure, claims_markdown, evaluate, index
 
     cells = index(_read_tables(args.tables))
     verdicts = [evaluate(c, cells) for c in CLAIMS]
     write_table(claim_cells(verdicts, args.profile, args.seed), args.out, claims_markdown(verdicts, args.profile))
+    if args.figure is not None:
+        claims_figure(verdicts, args.figure)

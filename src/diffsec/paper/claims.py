@@ -273,3 +273,49 @@ def claims_markdown(verdicts: list[Verdict], profile: str) -> str:
         lines.append(f"| {v.claim.id} | {v.claim.paper} | {v.claim.statement} | {f(v.ours)} | {f(v.paper)} | "
                      f"{f(v.se)} | {verdict} |")
     return "\n".join(lines) + "\n"
+
+
+VERDICT_COLOURS = {"holds": "#1a7f37", "fails": "#cf222e", "within noise": "#9a6700", "not run": "#8c959f"}
+
+
+def claims_figure(verdicts: list[Verdict], path) -> None:
+    """One row per claim, each on its own x scale (the claims' units differ: DINO, ASR, FID points,
+    SSIM): a line at 0 (the claim's threshold: right of it, the claim holds), our margin as a dot
+    with its 1.96 se interval, coloured by verdict, and the paper's margin as an open diamond.
+    Not-run claims keep their row, empty, so the figure lists every claim."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from diffsec.artifact import atomic_file
+
+    n = len(verdicts)
+    fig, axes = plt.subplots(n, 1, figsize=(9.5, 0.42 * n + 0.9), squeeze=False)
+    for ax, v in zip(axes[:, 0], verdicts, strict=True):
+        xs = [x for x in (v.ours, v.paper, 0.0) if x is not None]
+        half = Z * v.se if v.se is not None else 0.0
+        if v.ours is not None:
+            xs += [v.ours - half, v.ours + half]
+        span = max(abs(x) for x in xs) or 1.0
+        ax.set_xlim(-1.15 * span, 1.15 * span)
+        ax.axvline(0, color="#57606a", lw=0.8)
+        colour = VERDICT_COLOURS.get(v.verdict, "#8c959f")
+        if v.ours is not None:
+            ax.errorbar([v.ours], [0], xerr=[[half], [half]] if half else None, fmt="o", color=colour, ms=5,
+                        capsize=3, lw=1.2)
+        if v.paper is not None:
+            ax.plot([v.paper], [0], marker="D", mfc="none", mec="#0969da", ms=6, ls="none")
+        ax.set_yticks([])
+        ax.set_ylim(-1, 1)
+        ax.tick_params(axis="x", labelsize=6, pad=1, length=2)
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+        ax.text(-0.01, 0.5, f"{v.claim.id}  ", transform=ax.transAxes, ha="right", va="center", fontsize=7)
+        ax.text(1.01, 0.5, v.verdict, transform=ax.transAxes, ha="left", va="center", fontsize=7, color=colour)
+    fig.suptitle("claims: our margin (dot, 1.96 se) and the paper's (open diamond); right of 0 = the claim holds",
+                 fontsize=8)
+    fig.subplots_adjust(left=0.3, right=0.88, top=1 - 0.5 / (0.42 * n + 0.9), bottom=0.02, hspace=1.1)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)
