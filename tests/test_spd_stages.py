@@ -93,7 +93,8 @@ def test_chain_fills_the_table_and_figures(d, tmp_path):
     for r in rows:
         assert (r["se"] != "") == ("mean over eps" not in r["column"]), r
     m8 = json.loads((evals["random-8"] / "metrics.json").read_text())
-    cell = next(r for r in rows if (r["row"], r["column"], r["metric"]) == ("P5 · Test", "Baseline · eps 8/255", "ssim"))
+    where = ("P5 · Test", "Baseline · eps 8/255", "ssim")
+    cell = next(r for r in rows if (r["row"], r["column"], r["metric"]) == where)
     assert float(cell["se"]) == pytest.approx(m8["se"]["test"]["P5"]["ssim"], rel=1e-3) and float(cell["se"]) >= 0
     _run("figure-spd", "--metrics", *evals.values(), "--clean-edits", d / "edit-clean", "--baseline-edits",
          tmp_path / "e-random-8", tmp_path / "e-random-16", "--ours-edits", tmp_path / "e-universal-8",

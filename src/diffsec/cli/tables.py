@@ -97,9 +97,9 @@ def register(sub) -> None:
     p = _table(sub, "table-claims", run_claims, "the papers' headline claims judged on our tables (claims.csv)",
                "Evaluate each claim of diffsec.paper.claims over the given result tables: its margin (how far its "
                "left side exceeds its right side, worst case over its cells), the paper's margin where the paper "
-               "printed those cells, a standard error where the cells are shares, AUCs or carry their own se, and the verdict (holds / "
-               "fails / within noise / not run). A claim whose table is not given, or whose cell has no value, is "
-               "not run.")
+               "printed those cells, a standard error where the cells are shares, AUCs or carry their own se, "
+               "and the verdict (holds / fails / within noise / not run). A claim whose table is not given, or "
+               "whose cell has no value, is not run.")
     p.add_argument("--tables", type=Path, nargs="+", required=True, help="results/tables/*.csv to judge")
     p.add_argument("--figure", type=Path, default=None, help="also draw the verdicts here (PNG: one row per claim, "
                    "our margin with its 1.96 se interval beside the paper's)")
