@@ -161,6 +161,20 @@ def test_cost_plan_on_a_real_dry_run(tmp_path, capsys, monkeypatch):
     assert "| train_ti | SZT |" in out and "| all |" in out
 
 
+def test_paper_profile_trains_ti_in_float16_that_fits_an_80gb_card(tmp_path, capsys, monkeypatch):
+    """The paper profile's szt.ti.dtype reaches train-ti's flags, and cost-plan prices it: a batch of 80
+    SD 1.5 runs fits 80 GB in float16 and not in float32 (--ti-dtype overrides the jobs' own)."""
+    monkeypatch.chdir(REPO)
+    paper = str(REPO / "workflow/configs/paper.yaml")
+    row = {}
+    for dtype in (None, "float32"):
+        argv = ["cost-plan", "--configfile", paper, "--benchmarks", str(tmp_path / "none")]
+        assert main(argv + (["--ti-dtype", dtype] if dtype else [])) == 0
+        row[dtype] = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| train_ti |"))
+    assert "float16" in row[None] and "(> 80)" not in row[None]
+    assert "float32" in row["float32"] and "(> 80)" in row["float32"]
+
+
 def test_cost_plan_errors_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["cost-plan"]) == 2
