@@ -213,3 +213,18 @@ def test_manifest_rows_sum_wall_and_cpu_and_take_the_largest_peak(tmp_path, caps
     assert out[-1] == "| **total** | 3 | 1200 | nan |"
     assert main(["benchmarks", "--manifests", str(tmp_path / "personalize/ti/a/none")]) == 2
     assert "error: no artifact manifests under" in capsys.readouterr().err
+
+
+def test_benchmarks_by_rule_sums_each_rules_jobs(tmp_path, capsys):
+    """`diffsec benchmarks --by-rule`: jobs, summed and longest wall time per rule, from nested
+    (`<rule>/<wildcards>.tsv`) and flat (`<rule>.tsv`) benchmark files."""
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    files = {"train_ti/a.tsv": 100.0, "train_ti/b.tsv": 50.5, "eval_ti/token/a.tsv": 3.0, "table_szt.tsv": 1.25}
+    for rel, sec in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(head + f"{sec}\t0:00:01\t16.0\t1\t1\t1\t0\t0\t90.0\t1.0\n")
+    assert main(["benchmarks", str(tmp_path), "--by-rule"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "| train_ti | 2 | 150.5 | 100.0 |"
+    assert out[3:5] == ["| eval_ti | 1 | 3.0 | 3.0 |", "| table_szt | 1 | 1.2 | 1.2 |"]
+    assert out[-1] == "| **total** | 4 | 154.8 | |"

@@ -179,6 +179,26 @@ def benchmarks_markdown(rows: list[tuple[str, float, float, float]]) -> str:
     return markdown_table(["job", "wall (s)", "peak RSS (MiB)", "mean CPU load (%)"], cells, "lrrr")
 
 
+def rule_rows(rows: list[tuple[str, float, float, float]]) -> list[tuple[str, int, float, float]]:
+    """`benchmark_rows` summed per rule, i.e. per first path component of the benchmark file
+    (`benchmarks/<rule>/...` or `benchmarks/<rule>.tsv`; a few rules name theirs shorter, e.g.
+    poison_concepts `poison/`, purify_set `purify/`): (name, jobs, summed wall s, longest job s),
+    most time first."""
+    acc: dict[str, list[float]] = {}
+    for name, s, _, _ in rows:
+        a = acc.setdefault(name.split("/")[0], [0, 0.0, 0.0])
+        a[0] += 1
+        a[1] += s
+        a[2] = max(a[2], s)
+    return sorted(((r, int(a[0]), a[1], a[2]) for r, a in acc.items()), key=lambda t: -t[2])
+
+
+def rules_markdown(rows: list[tuple[str, int, float, float]]) -> str:
+    cells = [[r, str(n), f"{s:,.1f}", f"{longest:,.1f}"] for r, n, s, longest in rows]
+    cells.append(["**total**", str(sum(t[1] for t in rows)), f"{sum(t[2] for t in rows):,.1f}", ""])
+    return markdown_table(["rule", "jobs", "job time (s)", "longest job (s)"], cells, "lrrr")
+
+
 def manifest_rows(directory: str | os.PathLike) -> list[tuple[str, int, float, float]]:
     """(stage, jobs, largest peak RSS MiB, summed CPU s) over every artifact manifest under
     `directory`. A stage writes its own peak RSS and CPU time (artifact._resources), which is the

@@ -28,6 +28,8 @@ def register(sub) -> None:
                        "start Snakemake measures only the thin client's memory: --manifests reads what each "
                        "stage recorded itself instead.")
     p.add_argument("dir", type=Path, nargs="?", default=Path("benchmarks"))
+    p.add_argument("--by-rule", action="store_true", help="one row per rule (benchmark folder): jobs, summed and "
+                   "longest job time")
     p.add_argument("--manifests", type=Path, default=None, metavar="RESULTS",
                    help="instead: one row per stage from the artifact manifests under RESULTS (jobs, largest "
                    "peak RSS, summed CPU s, as each stage measured itself)")
@@ -88,10 +90,19 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diffsec.tables import benchmark_rows, benchmarks_markdown, manifest_rows, manifests_markdown
+    from diffsec.tables import (
+        benchmark_rows,
+        benchmarks_markdown,
+        manifest_rows,
+        manifests_markdown,
+        rule_rows,
+        rules_markdown,
+    )
 
     if args.manifests is not None:
         print(manifests_markdown(manifest_rows(args.manifests)))
+    elif args.by_rule:
+        print(rules_markdown(rule_rows(benchmark_rows(args.dir))))
     else:
         print(benchmarks_markdown(benchmark_rows(args.dir)))
 
