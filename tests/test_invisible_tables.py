@@ -5,7 +5,9 @@ on made-up measurements whose every number says which measurement it came from."
 from __future__ import annotations
 
 import copy
+import math
 
+import numpy as np
 import pytest
 import yaml
 
@@ -152,9 +154,20 @@ def test_table_stages_read_the_flags_the_rules_pass(plan, tmp_path):
                  '["ddpm", "dpm"]', "--profile", "t", "--out", str(main_csv)]) == 2
 
 
-def test_fid_cells_carry_the_measurements_bootstrap_se_and_other_metrics_none(plan):
+def test_fid_cells_carry_the_bootstrap_se_asr_cells_the_binomial_se_and_others_none(plan):
     ms = _measurements(plan, plan.evals("invisible_diffusion"))
     cells = shape.table_cells(ms, ["cifar10"], "tiny", 0, plan.ordinary)
     fids = [c for c in cells if c.metric == "fid" and c.value != ""]
     assert fids and all(c.se == pytest.approx(c.value - 9.5) for c in fids)   # fid_se = fid - 9.5 above
-    assert all(c.se == "" for c in cells if c.metric in ("asr", "a_prec", "precision", "mse"))
+    asrs = [c for c in cells if c.metric == "asr" and c.value != ""]
+    # every ASR above is a share of n_trigger = 64 samples: sd of a Bernoulli(p) mean over 64 draws
+    assert asrs and all(c.n_samples == 64 and c.se == pytest.approx(math.sqrt(c.value * (1 - c.value)) / 8)
+                        for c in asrs)
+    assert all(c.se == "" for c in cells if c.metric in ("a_prec", "precision", "mse"))
+
+
+def test_binomial_se_matches_the_spread_of_simulated_shares():
+    rng = np.random.default_rng(0)
+    shares = rng.binomial(200, 0.115, size=20000) / 200
+    assert shape.binomial_se(0.115, 200) == pytest.approx(shares.std(), rel=0.02)
+    assert shape.binomial_se(0.0, 200) == 0.0

@@ -20,6 +20,8 @@ Beside the paper's rows and columns (issue 19):
 * stealth: `l2` (Euclidean norm over all values, x 255 of [-1, 1]: the paper's convention for its
   own and TrojDiff's rows) and `l2_rms` (root mean square, x 255), the convention of the paper's
   BadDiffusion L2 of 228.39, which `invisible.csv` therefore files under `l2_rms`;
+* `se`: FID's bootstrap standard error (backdoor-eval's `fid_se`); an ASR's binomial standard
+  error over its n triggered samples, se = sqrt(p (1 - p) / n) (0 where p is 0 or 1: read it with n);
 * `invisible_take`: ASR against fine-tuning steps of the In-D attack under other fine-tuning
   settings (`invisible.take`), to find the cheapest one that makes it take on `tiny`.
 """
@@ -147,6 +149,11 @@ def _need(by_label: dict[str, dict], label: str) -> dict:
     return by_label[label]
 
 
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of a share p of n independent trials: sqrt(p (1 - p) / n)."""
+    return (p * (1.0 - p) / n) ** 0.5
+
+
 def _cells(table: str, row: str, column: str, m: dict, metrics, common: dict) -> list[Cell]:
     """One row's cells from one measurement; FID/precision/recall count the clean samples, the
     rest the triggered ones, and each names the network it rests on."""
@@ -159,9 +166,12 @@ def _cells(table: str, row: str, column: str, m: dict, metrics, common: dict) ->
             m.get("classifier", "") if metric == "asr" else ""
         n = m["n_clean"] if metric in ("fid", "precision", "recall") else m.get("n_trigger", "")
         note = "; ".join(x for x in (_note(metric, m), common.get("note", "")) if x)
+        se = m.get(f"{metric}_se", "")
+        if metric == "asr" and se == "" and n:
+            se = binomial_se(m[metric], int(n))
         cells.append(Cell(table=table, row=row, column=column, metric=metric, backbone=backbone, value=m[metric],
                           paper_value=paper.get((table, row, column, metric), ""), n_samples=n,
-                          profile=common["profile"], seed=common["seed"], note=note, se=m.get(f"{metric}_se", "")))
+                          profile=common["profile"], seed=common["seed"], note=note, se=se))
     return cells
 
 
@@ -264,7 +274,7 @@ def take_cells(by_label: dict[str, dict], variants: dict[str, dict], snapshots: 
     for variant, settings in variants.items():
         note = ", ".join(f"{k} {v}" for k, v in sorted(settings.items())) or "the table's fine-tuning settings"
         cells += _cells("invisible_take", variant, "0 steps", base, ATTACK_METRICS,
-                        {**common, "note": f"{note}; the unbackdoored world ({BASELINE_NOTE})"})
+                        {**common, "note": f"{note}; {BASELINE_NOTE}"})
         for step in snapshots:
             label = f"{take_attack(variant)}/ddim" + ("" if step == final else f"/step-{step}")
             cells += _cells("invisible_take", variant, f"{step} steps", _need(by_label, label),
