@@ -14,6 +14,7 @@ import yaml
 from conftest import REPO
 from diffsec.paper import invisible as shape
 from diffsec.plan import invisible_plan
+from diffsec.tables import rate_se
 
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -166,8 +167,8 @@ def test_fid_cells_carry_the_bootstrap_se_asr_cells_the_binomial_se_and_others_n
     assert all(c.se == "" for c in cells if c.metric in ("a_prec", "precision", "mse"))
 
 
-def test_binomial_se_matches_the_spread_of_simulated_shares():
+def test_rate_se_matches_the_spread_of_simulated_shares():
     rng = np.random.default_rng(0)
     shares = rng.binomial(200, 0.115, size=20000) / 200
-    assert shape.binomial_se(0.115, 200) == pytest.approx(shares.std(), rel=0.02)
-    assert shape.binomial_se(0.0, 200) == 0.0
+    assert rate_se(0.115, 200) == pytest.approx(shares.std(), rel=0.02)
+    assert rate_se(0.0, 200) == 0.0

@@ -100,6 +100,11 @@ def mean_se(ses) -> float:
     return math.sqrt(sum(float(s) ** 2 for s in ses)) / len(ses)
 
 
+def rate_se(p: float, n: int) -> float:
+    """Binomial standard error of a share p of n independent trials: sqrt(p (1 - p) / n)."""
+    return math.sqrt(max(p * (1 - p), 0.0) / n)
+
+
 def cell_number(text) -> float | None:
     """A table field read back as a number: None for an empty, non-numeric or NaN field."""
     try:

@@ -30,6 +30,7 @@ import math
 import numpy as np
 
 from diffsec.errors import DiffsecError
+from diffsec.tables import rate_se
 
 GOOD, BAD = "a photo of a {}", "a blurry photo of a {}"   # tiny CLIP-IQA pair (CIFAR caption templates)
 
@@ -40,7 +41,7 @@ def rate(flags: np.ndarray) -> tuple[float, float]:
     if not len(f):
         raise DiffsecError("no images to measure")
     p = float(f.mean())
-    return p, math.sqrt(p * (1 - p) / len(f))
+    return p, rate_se(p, len(f))
 
 
 def colourfulness(images: np.ndarray) -> np.ndarray:

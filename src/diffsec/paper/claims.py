@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 
 from diffsec.paper.invisible import baseline_row
-from diffsec.tables import Cell, cell_number
+from diffsec.tables import Cell, cell_number, rate_se
 
 Z = 1.96
 RATE, AUC, MEAN, NONE = "rate", "auc", "mean", "none"   # sampling models of a pair's cells
@@ -79,11 +79,6 @@ def index(rows: list[dict[str, str]]) -> dict[tuple[str, str, str, str], dict[st
         if key not in out or (cell_number(out[key]["value"]) is None and cell_number(r["value"]) is not None):
             out[key] = r
     return out
-
-
-def rate_se(p: float, n: int) -> float:
-    """Binomial standard error of a share p of n trials."""
-    return math.sqrt(max(p * (1 - p), 0.0) / n)
 
 
 def auc_se(a: float, n: int) -> float:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from diffsec.errors import DiffsecError
 from diffsec.paper import paper_values
-from diffsec.tables import Cell
+from diffsec.tables import Cell, rate_se
 
 DATASET = "CIFAR-10"
 # dataset key in the config -> its name in the tables; attacks on a further dataset are named
@@ -149,11 +149,6 @@ def _need(by_label: dict[str, dict], label: str) -> dict:
     return by_label[label]
 
 
-def binomial_se(p: float, n: int) -> float:
-    """Standard error of a share p of n independent trials: sqrt(p (1 - p) / n)."""
-    return (p * (1.0 - p) / n) ** 0.5
-
-
 def _cells(table: str, row: str, column: str, m: dict, metrics, common: dict) -> list[Cell]:
     """One row's cells from one measurement; FID/precision/recall count the clean samples, the
     rest the triggered ones, and each names the network it rests on."""
@@ -168,7 +163,7 @@ def _cells(table: str, row: str, column: str, m: dict, metrics, common: dict) ->
         note = "; ".join(x for x in (_note(metric, m), common.get("note", "")) if x)
         se = m.get(f"{metric}_se", "")
         if metric == "asr" and se == "" and n:
-            se = binomial_se(m[metric], int(n))
+            se = rate_se(m[metric], int(n))
         cells.append(Cell(table=table, row=row, column=column, metric=metric, backbone=backbone, value=m[metric],
                           paper_value=paper.get((table, row, column, metric), ""), n_samples=n,
                           profile=common["profile"], seed=common["seed"], note=note, se=se))
