@@ -91,6 +91,7 @@ rule all:
         "results/tables/worlds.csv",
         PAPER_TABLE_FILES,
         ["results/tables/invisible_take.csv"] if INV_PLAN.take else [],
+        "results/figures/invisible/ablation",  # Figs. 4 and 5, drawn from invisible_ablation.csv
         "results/tables/sedid_mia.csv",
         "results/tables/claims.csv",
         "results/tables/agreement.csv",

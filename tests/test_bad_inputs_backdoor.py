@@ -59,9 +59,8 @@ CASES = {   # name -> (stage, argv from (world dir, data dir, an empty dir), wha
     "figure: no trajectory": ("figure-backdoor-trajectories",
                               lambda w, d, e: ["figure-backdoor-trajectories", "--samples", f"benign={e}"],
                               "trajectory_clean.npz"),
-    "figure: bad lambda name": ("figure-backdoor-ablation",
-                                lambda w, d, e: ["figure-backdoor-ablation", "--lambdas", f"0.5/euler={e}",
-                                                 "--steps", f"4={e}"], "'0.5/euler'"),
+    "figure: no ablation table": ("figure-backdoor-ablation",
+                                  lambda w, d, e: ["figure-backdoor-ablation", "--table", e / "nope.csv"], "nope.csv"),
 }
 
 

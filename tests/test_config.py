@@ -170,7 +170,7 @@ def test_dvc_remote_reaches_dvc_as_one_argument(tmp_path, mirror):
 # literal flag name): a shell line may use them unquoted
 QUOTED_HELPERS = {"backbone_flags", "ti_flags", "eval_ti_flags", "backdoor_train_flags", "backdoor_sample_flags",
                   "backdoor_eval_flags",
-                  "ablation_lambdas", "ablation_steps", "in_d_flag", "sedid_score_flags", "mia_score_flags",
+                  "in_d_flag", "sedid_score_flags", "mia_score_flags",
                   "spd_fit_flags", "spd_apply_flags", "spd_eval_flags", "sau_generate_flags", "sau_apply_flags",
                   "sau_eval_flags", "sau_figure_flags", "sau_detector_flags", "sau_attack_flags",
                   "generate_ti_flags", "szt_backbone_flags"}

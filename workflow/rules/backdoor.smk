@@ -159,9 +159,10 @@ rule figure_backdoor_targets:
 
 rule figure_backdoor_ablation:
     input:
-        metrics=invisible_evals("invisible_ablation"),
+        table="results/tables/invisible_ablation.csv",
         code=code("figure-backdoor-ablation"),
-    # Figs. 4 and 5: the lambda sweep (both samplers) and the training-steps sweep (DDIM)
+    # Figs. 4 and 5 drawn from the ablation table: the lambda sweep (both samplers, attacker chain and
+    # ordinary sampler) and the training-steps sweep (DDIM)
     output:
         report(
             directory("results/figures/invisible/ablation"),
@@ -176,9 +177,5 @@ rule figure_backdoor_ablation:
         "benchmarks/figure_backdoor_ablation.tsv"
     conda:
         CONDA_ENV
-    params:
-        lambdas=ablation_lambdas,
-        steps=ablation_steps,
     shell:
-        "diffsec figure-backdoor-ablation --lambdas {params.lambdas} --steps {params.steps} --out {output:q} "
-        "> {log:q} 2>&1"
+        "diffsec figure-backdoor-ablation --table {input.table:q} --out {output:q} > {log:q} 2>&1"

@@ -405,28 +405,6 @@ def backdoor_label(wildcards):
     return "/".join([wildcards.attack, wildcards.sampler, *variant])
 
 
-def ablation_lambdas(wildcards):
-    """Fig. 4's measurements as <lambda>/<sampler>=<dir>."""
-    return named(
-        {
-            f"{lam:g}/{s}": f"results/metrics/backdoor/{INV_PLAN.lambda_label(lam)}/{s}/final"
-            for lam in INV_PLAN.lambdas
-            for s in ("ddpm", "ddim")
-        }
-    )
-
-
-def ablation_steps(wildcards):
-    """Fig. 5's measurements as <step>=<dir>, the final model last."""
-    base = f"results/metrics/backdoor/{INV_SHAPE.LAMBDA_BASE}/ddim"
-    return named(
-        {
-            **{str(n): f"{base}/step-{n}" for n in INV_PLAN.snapshots},
-            str(INV_PLAN.final_step): f"{base}/final",
-        }
-    )
-
-
 # SeDID: scored set -> (images input, the image file inside it, CLI flags)
 SEDID = config["sedid"]
 

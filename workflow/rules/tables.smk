@@ -87,7 +87,6 @@ rule table_invisible:
 rule table_invisible_ablation:
     input:
         metrics=invisible_evals("invisible_ablation"),
-        figures="results/figures/invisible/ablation",
         code=code("table-invisible-ablation"),
     output:
         csv="results/tables/invisible_ablation.csv",

@@ -2,9 +2,12 @@
 noise (Fig. 3), and the lambda / training-steps ablations (Figs. 4 and 5).
 
 Trajectory frames are x_t on the model's [-1, 1] scale; noisy states leave that range and are
-clipped for display, (x + 1) / 2 in [0, 1]. The ablations plot A-Prec and ASR (shares of
-triggered samples) against lambda for both samplers, and benign FID / precision / recall beside
-A-Prec / ASR against the fine-tuning steps of the EMA snapshots (DDIM).
+clipped for display, (x + 1) / 2 in [0, 1]. The ablations are drawn from the `invisible_ablation`
+table itself, so a figure shows exactly the numbers of the table: A-Prec and ASR (shares of
+triggered samples) against lambda for both samplers, with the attacker chain and with the ordinary
+sampler from the same noise, and benign FID / precision / recall beside A-Prec / ASR against the
+share of fine-tuning steps of the EMA snapshots (DDIM). Error bars are +-1.96 se, the cells' own
+se (binomial for ASR, bootstrap for FID): a 95% normal interval of generation noise.
 """
 
 from __future__ import annotations
@@ -70,43 +73,77 @@ def targets(images: dict[str, np.ndarray], path: Path) -> None:
     plt.close(fig)
 
 
-def _attack_lines(ax, pts: list[tuple[float, dict]]) -> None:
-    for metric, label in (("a_prec", "A-Prec"), ("asr", "ASR")):
-        ax.plot([p[0] for p in pts], [p[1][metric] for p in pts], "o-", label=label)
+def sweep_series(rows: list[dict], table: str, x_of) -> dict[str, dict[str, tuple[list, list, list]]]:
+    """column -> metric -> (x, value, se) of one table's rows of an ablation CSV (`tables.read_table`),
+    sorted by x = `x_of(row label)`; se 0 where a cell has none, empty cells left out."""
+    out: dict[str, dict[str, list]] = {}
+    for r in rows:
+        if r["table"] != table or r["value"] == "":
+            continue
+        out.setdefault(r["column"], {}).setdefault(r["metric"], []).append(
+            (x_of(r["row"]), float(r["value"]), float(r["se"] or 0)))
+    return {col: {m: tuple(list(v) for v in zip(*sorted(pts), strict=True)) for m, pts in by_m.items()}
+            for col, by_m in out.items()}
 
 
-def lambda_sweep(by_key: dict[str, dict], path: Path) -> None:
-    """Fig. 4: A-Prec and ASR against lambda, a panel per sampler; keys '<lambda>/<sampler>'."""
+def lambda_of(row: str) -> float:
+    """'lambda 0.3' -> 0.3 (the `invisible_lambda` rows)."""
+    return float(row.split()[-1])
+
+
+def share_of(row: str) -> float:
+    """'80% of steps' -> 80 (the `invisible_steps` rows)."""
+    return float(row.split("%")[0])
+
+
+def _line(ax, series: tuple[list, list, list], fmt: str, label: str, color: str) -> None:
+    """A metric against x with 1.96 se error bars (none where se is 0)."""
+    x, y, se = series
+    ax.errorbar(x, y, yerr=[1.96 * s for s in se] if any(se) else None, fmt=fmt, color=color, capsize=2,
+                label=label)
+
+
+def _attack_lines(ax, by_metric: dict, chain: str, style: str) -> None:
+    for metric, label, color in (("a_prec", "A-Prec", "C0"), ("asr", "ASR", "C3")):
+        if metric in by_metric:
+            _line(ax, by_metric[metric], style, f"{label}{chain}", color)
+
+
+def lambda_sweep(series: dict[str, dict], path: Path) -> None:
+    """Fig. 4: A-Prec and ASR against lambda, a panel per sampler: the attacker chain (solid) and,
+    where the table has them, the ordinary sampler from the same triggered noise (dashed); ASR with
+    1.96 se bars. `series`: `sweep_series` of the `invisible_lambda` rows."""
     plt = _plt()
-    by_sampler: dict[str, list] = {}
-    for key, m in by_key.items():
-        lam, sampler = key.split("/")
-        by_sampler.setdefault(sampler, []).append((float(lam), m))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, sampler in zip(axes, ("ddpm", "ddim"), strict=True):
-        _attack_lines(ax, sorted(by_sampler.get(sampler, []), key=lambda p: p[0]))
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    for ax, sampler in zip(axes, ("DDPM", "DDIM"), strict=True):
+        _attack_lines(ax, series.get(sampler, {}), ", attacker chain", "o-")
+        _attack_lines(ax, series.get(f"{sampler}, ordinary sampler", {}), ", ordinary sampler", "s--")
         ax.set(xlabel="lambda", ylabel="share of triggered samples", ylim=(-0.02, 1.02),
-               title=f"Fig. 4 ({sampler.upper()}): In-D, w/o fixed image")
-        ax.legend()
+               title=f"Fig. 4 ({sampler}): In-D, w/o fixed image")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not run", ha="center", transform=ax.transAxes)
     fig.tight_layout(), fig.savefig(path, dpi=120), plt.close(fig)
 
 
-def steps_sweep(by_step: dict[str, dict], path: Path) -> None:
-    """Fig. 5: benign FID / precision / recall and A-Prec / ASR against fine-tuning steps (DDIM)."""
+def steps_sweep(series: dict[str, dict], path: Path, backbone: str = "") -> None:
+    """Fig. 5: benign FID / precision / recall and A-Prec / ASR against the share of fine-tuning
+    steps (DDIM); FID and ASR with 1.96 se bars. `series`: `sweep_series` of the `invisible_steps` rows."""
     plt = _plt()
-    pts = sorted(((int(k), m) for k, m in by_step.items()), key=lambda p: p[0])
+    ddim = series["DDIM"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    a.plot([p[0] for p in pts], [p[1]["fid"] for p in pts], "o-", color="C2", label="FID")
+    _line(a, ddim["fid"], "o-", "FID", "C2")
     a2 = a.twinx()
     for metric, c in (("precision", "C0"), ("recall", "C1")):
-        a2.plot([p[0] for p in pts], [p[1][metric] for p in pts], "s--", color=c, label=metric)
-    a.set(xlabel="fine-tuning steps", ylabel=f"FID [{pts[0][1]['backbone']}]", title="benign (DDIM)")
+        _line(a2, ddim[metric], "s--", metric, c)
+    a.set(xlabel="% of fine-tuning steps", ylabel=f"FID [{backbone}]" if backbone else "FID", title="benign (DDIM)")
     a2.set_ylim(0, 1)
     # One legend for both y axes, below the plot: inside, it hid the first FID point.
     handles = a.get_legend_handles_labels()[0] + a2.get_legend_handles_labels()[0]
     a.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8)
-    _attack_lines(b, pts)
-    b.set(xlabel="fine-tuning steps", ylim=(-0.02, 1.02), title="attack (DDIM): Fig. 5")
+    _attack_lines(b, ddim, "", "o-")
+    b.set(xlabel="% of fine-tuning steps", ylim=(-0.02, 1.02), title="attack (DDIM): Fig. 5")
     b.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight"), plt.close(fig)

@@ -2,8 +2,6 @@
 lambda / training-steps ablation curves (Figs. 4 and 5)."""
 
 import argparse
-import json
-import re
 from pathlib import Path
 
 from diffsec.cli.common import named_paths
@@ -25,10 +23,12 @@ def register(sub) -> None:
         p.set_defaults(func=func)
 
     p = sub.add_parser("figure-backdoor-ablation", help="Figs. 4 and 5: lambda and training-steps sweeps",
-                       description="A-Prec and ASR against lambda (DDPM and DDIM), and benign FID / precision / "
-                       "recall with A-Prec / ASR against fine-tuning steps (DDIM), from backdoor-eval artifacts.")
-    p.add_argument("--lambdas", nargs="+", required=True, help="LAMBDA=DIR backdoor-eval artifacts (both samplers)")
-    p.add_argument("--steps", nargs="+", required=True, help="STEP=DIR backdoor-eval artifacts (DDIM)")
+                       description="A-Prec and ASR against lambda (DDPM and DDIM; attacker chain and ordinary "
+                       "sampler), and benign FID / precision / recall with A-Prec / ASR against the share of "
+                       "fine-tuning steps (DDIM), drawn from the invisible_ablation table (error bars: 1.96 se).")
+    p.add_argument("--table", type=Path, required=True,
+                   help="invisible_ablation.csv (table-invisible-ablation): its invisible_lambda and "
+                   "invisible_steps rows")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=run_ablation)
 
@@ -69,22 +69,22 @@ def run_targets(args: argparse.Namespace) -> None:
             art.add_input(name, f)
 
 
-def _metrics(rows: dict[str, str], name: str, flag: str) -> dict[str, dict]:
-    """metrics.json of each NAME=DIR whose NAME matches the regex `name`."""
-    if bad := [k for k in rows if not re.fullmatch(name, k)]:
-        raise DiffsecError(f"{flag} {bad[0]}={rows[bad[0]]}: {bad[0]!r} is not a valid name here")
-    return {k: json.loads(f.read_text()) for k, f in _files(rows, lambda _: "metrics.json").items()}
-
-
 def run_ablation(args: argparse.Namespace) -> None:
     from diffsec.artifact import artifact_dir
-    from diffsec.backdoor.figures import lambda_sweep, steps_sweep
+    from diffsec.backdoor.figures import lambda_of, lambda_sweep, share_of, steps_sweep, sweep_series
+    from diffsec.tables import read_table
 
-    lams, steps = named_paths(args.lambdas, "--lambdas"), named_paths(args.steps, "--steps")
-    m_lam = _metrics(lams, r"(\d*\.)?\d+(e-?\d+)?/(ddpm|ddim)", "--lambdas")   # LAMBDA/SAMPLER
-    m_steps = _metrics(steps, r"\d+", "--steps")
-    with artifact_dir(args.out, "figure-backdoor-ablation", {"lambdas": lams, "steps": steps}) as art:
-        lambda_sweep(m_lam, art.file("lambda.png"))
-        steps_sweep(m_steps, art.file("steps.png"))
-        for name, d in {**lams, **steps}.items():
-            art.add_input(name, Path(d) / "metrics.json")
+    if not args.table.is_file():
+        raise DiffsecError(f"--table {args.table}: no such file")
+    rows = read_table(args.table)
+    series = {}
+    for table, x_of in (("invisible_lambda", lambda_of), ("invisible_steps", share_of)):
+        series[table] = sweep_series(rows, table, x_of)
+        if "DDIM" not in series[table]:
+            raise DiffsecError(f"--table {args.table}: no measured DDIM cells of {table} "
+                               "(not a table-invisible-ablation CSV?)")
+    with artifact_dir(args.out, "figure-backdoor-ablation", {"table": str(args.table)}) as art:
+        lambda_sweep(series["invisible_lambda"], art.file("lambda.png"))
+        backbone = next((r["backbone"] for r in rows if r["table"] == "invisible_steps" and r["metric"] == "fid"), "")
+        steps_sweep(series["invisible_steps"], art.file("steps.png"), backbone)
+        art.add_input("table", args.table)
