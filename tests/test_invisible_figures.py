@@ -35,7 +35,8 @@ def _ablation_table(path):
 
 
 def test_sweep_series_sorts_by_lambda_and_keeps_each_chain_apart(tmp_path):
-    from diffsec.backdoor.figures import lambda_of, share_of, sweep_series
+    from diffsec.backdoor.figures import sweep_series
+    from diffsec.paper.invisible import lambda_of, share_of
     from diffsec.tables import read_table
 
     _ablation_table(tmp_path / "t.csv")
@@ -65,3 +66,17 @@ def test_ablation_figure_is_drawn_from_the_table_and_records_it(tmp_path, capsys
                              if "invisible_lambda" not in line))
     assert main(["figure-backdoor-ablation", "--table", str(table), "--out", str(bad := tmp_path / "bad")]) == 2
     assert "no measured DDIM cells of invisible_lambda" in capsys.readouterr().err and not bad.exists()
+
+
+@pytest.mark.parametrize("lam", [0.1, 0.3, 0.5, 0.25, 1e-3])
+def test_lambda_row_reads_back(lam):
+    from diffsec.paper.invisible import lambda_of, lambda_row
+
+    assert lambda_of(lambda_row(lam)) == lam
+
+
+@pytest.mark.parametrize("step, final, share", [(160, 800, 20), (400, 800, 50), (800, 800, 100), (1, 3, 33)])
+def test_steps_row_reads_back_as_the_rounded_share(step, final, share):
+    from diffsec.paper.invisible import share_of, steps_row
+
+    assert share_of(steps_row(step, final)) == share

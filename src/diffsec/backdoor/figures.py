@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diffsec.paper.invisible import ordinary_column
+
 
 def _plt():
     import matplotlib
@@ -75,7 +77,8 @@ def targets(images: dict[str, np.ndarray], path: Path) -> None:
 
 def sweep_series(rows: list[dict], table: str, x_of) -> dict[str, dict[str, tuple[list, list, list]]]:
     """column -> metric -> (x, value, se) of one table's rows of an ablation CSV (`tables.read_table`),
-    sorted by x = `x_of(row label)`; se 0 where a cell has none, empty cells left out."""
+    sorted by x = `x_of(row label)` (`paper.invisible.lambda_of`, `share_of`); se 0 where a cell has
+    none, empty cells left out."""
     out: dict[str, dict[str, list]] = {}
     for r in rows:
         if r["table"] != table or r["value"] == "":
@@ -84,16 +87,6 @@ def sweep_series(rows: list[dict], table: str, x_of) -> dict[str, dict[str, tupl
             (x_of(r["row"]), float(r["value"]), float(r["se"] or 0)))
     return {col: {m: tuple(list(v) for v in zip(*sorted(pts), strict=True)) for m, pts in by_m.items()}
             for col, by_m in out.items()}
-
-
-def lambda_of(row: str) -> float:
-    """'lambda 0.3' -> 0.3 (the `invisible_lambda` rows)."""
-    return float(row.split()[-1])
-
-
-def share_of(row: str) -> float:
-    """'80% of steps' -> 80 (the `invisible_steps` rows)."""
-    return float(row.split("%")[0])
 
 
 def _line(ax, series: tuple[list, list, list], fmt: str, label: str, color: str) -> None:
@@ -117,7 +110,7 @@ def lambda_sweep(series: dict[str, dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
     for ax, sampler in zip(axes, ("DDPM", "DDIM"), strict=True):
         _attack_lines(ax, series.get(sampler, {}), ", attacker chain", "o-")
-        _attack_lines(ax, series.get(f"{sampler}, ordinary sampler", {}), ", ordinary sampler", "s--")
+        _attack_lines(ax, series.get(ordinary_column(sampler), {}), ", ordinary sampler", "s--")
         ax.set(xlabel="lambda", ylabel="share of triggered samples", ylim=(-0.02, 1.02),
                title=f"Fig. 4 ({sampler}): In-D, w/o fixed image")
         if ax.get_legend_handles_labels()[0]:

@@ -71,7 +71,8 @@ def run_targets(args: argparse.Namespace) -> None:
 
 def run_ablation(args: argparse.Namespace) -> None:
     from diffsec.artifact import artifact_dir
-    from diffsec.backdoor.figures import lambda_of, lambda_sweep, share_of, steps_sweep, sweep_series
+    from diffsec.backdoor.figures import lambda_sweep, steps_sweep, sweep_series
+    from diffsec.paper.invisible import lambda_of, share_of
     from diffsec.tables import read_table
 
     if not args.table.is_file():

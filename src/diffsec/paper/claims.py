@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from diffsec.paper.invisible import baseline_row
+from diffsec.paper.invisible import baseline_row, lambda_row
 from diffsec.tables import Cell, cell_number, rate_se
 
 Z = 1.96
@@ -225,8 +225,8 @@ CLAIMS: tuple[Claim, ...] = (
           ((_inv(TROJDIFF, "DDIM (Table II)"), _inv(baseline_row(TROJDIFF), "DDIM (Table II)")),), RATE),
     Claim("lambda-0.5-beats-the-ends", "InvisibleDiffusion (000)",
           "Fig. 4: the In-D backdoor's ASR at lambda 0.5 exceeds its ASR at lambda 0.1 and 0.9 (DDIM)",
-          tuple((Ref("invisible_lambda", "lambda 0.5", "DDIM", "asr"), Ref("invisible_lambda", f"lambda {x}", "DDIM",
-                                                                           "asr")) for x in ("0.1", "0.9")), RATE),
+          tuple((Ref("invisible_lambda", lambda_row(0.5), "DDIM", "asr"), Ref("invisible_lambda", lambda_row(x), "DDIM",
+                                                                              "asr")) for x in (0.1, 0.9)), RATE),
     Claim("stat-above-loss", "SeDID (002)", "SeDID_Stat's AUC exceeds the existing method's (CIFAR-10)",
           ((Ref("sedid", "SeDID_Stat", "CIFAR-10", "auc"), Ref("sedid", "Existing method", "CIFAR-10", "auc")),),
           AUC),

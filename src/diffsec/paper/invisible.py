@@ -79,6 +79,27 @@ def ordinary_column(column: str) -> str:
     return column.split(" (")[0] + ", ordinary sampler"
 
 
+def lambda_row(lam: float) -> str:
+    """Fig. 4's row label of a lambda: 0.3 -> 'lambda 0.3' (`lambda_of` reads it back)."""
+    return f"lambda {lam:g}"
+
+
+def lambda_of(row: str) -> float:
+    """'lambda 0.3' -> 0.3."""
+    return float(row.removeprefix("lambda "))
+
+
+def steps_row(step: int, final: int) -> str:
+    """Fig. 5's row label of an EMA snapshot: its share of the training steps, 160 of 800 -> '20% of
+    steps' (`share_of` reads it back)."""
+    return f"{round(100 * step / final)}% of steps"
+
+
+def share_of(row: str) -> float:
+    """'20% of steps' -> 20."""
+    return float(row.removesuffix("% of steps"))
+
+
 def baseline(attack: str) -> str:
     """The benign-baseline name of a (dataset-qualified) attack: <dataset>-benign_<attack>."""
     dataset, a = split_attack(attack)
@@ -240,17 +261,17 @@ def ablation_cells(by_label: dict[str, dict], lambdas: list[float], base_lam: fl
     for lam in sorted(lambdas):
         attack = LAMBDA_BASE if lam == base_lam else lambda_attack(lam)
         for column, sampler in (("DDPM", "ddpm"), ("DDIM", "ddim")):
-            cells += _cells("invisible_lambda", f"lambda {lam:g}", column, _need(by_label, f"{attack}/{sampler}"),
+            cells += _cells("invisible_lambda", lambda_row(lam), column, _need(by_label, f"{attack}/{sampler}"),
                             sweep, {**common, "note": "attacker chain (kappa-corrected)"})
         for column, sampler in (("DDPM", "ddpm"), ("DDIM", "ddim")):
             if sampler in ordinary_samplers:
-                cells += _cells("invisible_lambda", f"lambda {lam:g}", ordinary_column(column),
+                cells += _cells("invisible_lambda", lambda_row(lam), ordinary_column(column),
                                 _need(by_label, f"{attack}/{ordinary(sampler)}"), ATTACK_METRICS,
                                 {**common, "note": "ordinary sampler from the triggered noise (no kappa)"})
     final = snapshots[-1]
     for step in snapshots:
         label = f"{LAMBDA_BASE}/ddim" + ("" if step == final else f"/step-{step}")
-        cells += _cells("invisible_steps", f"{round(100 * step / final)}% of steps", "DDIM",
+        cells += _cells("invisible_steps", steps_row(step, final), "DDIM",
                         _need(by_label, label), sweep, common)
     for column, sampler in (("DDIM", "ddim"), ("DDPM", "ddpm")):
         cells += _cells("invisible_one_image", ONE_IMAGE_ROW, column, _need(by_label, f"{ONE_IMAGE_ATTACK}/{sampler}"),
